@@ -1,0 +1,73 @@
+// Errors in the engine: absl::Status with a machine-readable reason.
+//
+// Every error the engine returns carries a canonical code (the gRPC codes; see DESIGN.md "Errors")
+// and, for errors a client can act on, a reason in UPPER_SNAKE (QUEUE_FULL, LOCK_NOT_HELD, ...)
+// stored as a payload. services/ turns both into a grpc::Status with the reason in its details.
+// Messages quote the offending name or value.
+//
+// Thread-safety: free functions, all thread-safe.
+#ifndef SPINDLE_COMMON_STATUS_H_
+#define SPINDLE_COMMON_STATUS_H_
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+
+namespace spindle {
+
+// The payload URL under which the reason is stored in an absl::Status.
+inline constexpr std::string_view kReasonPayloadUrl = "spindle.dev/reason";
+
+// Builds a status with `code`, `message` and machine-readable `reason` (UPPER_SNAKE).
+// REQUIRES: code != kOk.
+absl::Status Error(absl::StatusCode code, std::string_view reason, std::string_view message);
+
+// The reason attached by Error(), or "" when there is none.
+std::string Reason(const absl::Status& status);
+
+// Shorthands for the codes the engine uses most, each with a reason.
+absl::Status InvalidArgument(std::string_view reason, std::string_view message);
+absl::Status NotFound(std::string_view reason, std::string_view message);
+absl::Status AlreadyExists(std::string_view reason, std::string_view message);
+absl::Status FailedPrecondition(std::string_view reason, std::string_view message);
+absl::Status ResourceExhausted(std::string_view reason, std::string_view message);
+absl::Status Aborted(std::string_view reason, std::string_view message);
+absl::Status OutOfRange(std::string_view reason, std::string_view message);
+absl::Status Cancelled(std::string_view message);
+absl::Status DeadlineExceeded(std::string_view message);
+absl::Status Unavailable(std::string_view reason, std::string_view message);
+absl::Status PermissionDenied(std::string_view reason, std::string_view message);
+
+// Returns `status` with "context: " put in front of its message; code and payloads are kept.
+absl::Status Annotate(const absl::Status& status, std::string_view context);
+
+}  // namespace spindle
+
+// Returns from the enclosing function when `expr` (an absl::Status) is not OK.
+#define SPINDLE_RETURN_IF_ERROR(expr)                 \
+  do {                                                \
+    if (::absl::Status spindle_status_ = (expr);      \
+        !spindle_status_.ok()) [[unlikely]] {         \
+      return spindle_status_;                         \
+    }                                                 \
+  } while (false)
+
+#define SPINDLE_STATUS_CONCAT_INNER_(a, b) a##b
+#define SPINDLE_STATUS_CONCAT_(a, b) SPINDLE_STATUS_CONCAT_INNER_(a, b)
+
+// `SPINDLE_ASSIGN_OR_RETURN(auto x, F());` assigns the value of an absl::StatusOr or returns its
+// status from the enclosing function.
+#define SPINDLE_ASSIGN_OR_RETURN(lhs, expr) \
+  SPINDLE_ASSIGN_OR_RETURN_IMPL_(SPINDLE_STATUS_CONCAT_(spindle_statusor_, __LINE__), lhs, expr)
+#define SPINDLE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
+  auto statusor = (expr);                                   \
+  if (!statusor.ok()) [[unlikely]] {                        \
+    return std::move(statusor).status();                    \
+  }                                                         \
+  lhs = *std::move(statusor)
+
+#endif  // SPINDLE_COMMON_STATUS_H_
