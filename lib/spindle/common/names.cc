@@ -1,6 +1,8 @@
 #include "spindle/common/names.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "spindle/common/status.h"
@@ -14,22 +16,22 @@ bool IsNameChar(char c) {
 }
 
 // Quotes `value` for a message, cutting it short so a huge bad name cannot bloat the reply.
-std::string Quote(std::string_view value) {
+std::string Quote(absl::string_view value) {
   constexpr std::size_t kMaxQuoted = 64;
-  std::string out = absl::CHexEscape(value.substr(0, kMaxQuoted));
+  std::string out = absl::CEscape(value.substr(0, kMaxQuoted));
   if (value.size() > kMaxQuoted) {
     absl::StrAppend(&out, "...");
   }
   return absl::StrCat("'", out, "'");
 }
 
-absl::Status CheckChars(std::string_view field, std::string_view name) {
+absl::Status CheckChars(absl::string_view field, absl::string_view name) {
   for (char c : name) {
     if (!IsNameChar(c)) {
       return InvalidArgument(
           "INVALID_NAME",
           absl::StrCat(field, " ", Quote(name), " has invalid character ",
-                       Quote(std::string_view(&c, 1)), " (allowed: A-Z a-z 0-9 . _ : / -)"));
+                       Quote(absl::string_view(&c, 1)), " (allowed: A-Z a-z 0-9 . _ : / -)"));
     }
   }
   if (absl::StrContains(name, "//")) {
@@ -45,7 +47,7 @@ absl::Status CheckChars(std::string_view field, std::string_view name) {
 
 }  // namespace
 
-absl::Status ValidateName(std::string_view field, std::string_view name, std::size_t max_length) {
+absl::Status ValidateName(absl::string_view field, absl::string_view name, std::size_t max_length) {
   if (name.empty()) {
     return InvalidArgument("INVALID_NAME", absl::StrCat(field, " must not be empty"));
   }
@@ -62,7 +64,7 @@ absl::Status ValidateName(std::string_view field, std::string_view name, std::si
   return absl::OkStatus();
 }
 
-absl::Status ValidatePrefix(std::string_view field, std::string_view prefix) {
+absl::Status ValidatePrefix(absl::string_view field, absl::string_view prefix) {
   if (prefix.empty()) {
     return absl::OkStatus();
   }

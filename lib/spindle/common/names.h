@@ -9,7 +9,7 @@
 #define SPINDLE_COMMON_NAMES_H_
 
 #include <cstddef>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 
@@ -19,11 +19,11 @@ inline constexpr std::size_t kMaxNameLength = 128;
 
 // OK when `name` is a valid name; otherwise INVALID_ARGUMENT with reason INVALID_NAME and a
 // message naming `field` and quoting the value, e.g. "queue: name 'a b' has invalid character ' '".
-absl::Status ValidateName(std::string_view field, std::string_view name,
+absl::Status ValidateName(absl::string_view field, absl::string_view name,
                           std::size_t max_length = kMaxNameLength);
 
 // OK when `prefix` is empty or a valid name prefix (same charset, may end in '/').
-absl::Status ValidatePrefix(std::string_view field, std::string_view prefix);
+absl::Status ValidatePrefix(absl::string_view field, absl::string_view prefix);
 
 }  // namespace spindle
 

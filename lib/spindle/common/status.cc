@@ -4,7 +4,7 @@
 
 namespace spindle {
 
-absl::Status Error(absl::StatusCode code, std::string_view reason, std::string_view message) {
+absl::Status Error(absl::StatusCode code, absl::string_view reason, absl::string_view message) {
   absl::Status status(code, message);
   if (!reason.empty()) {
     status.SetPayload(kReasonPayloadUrl, absl::Cord(reason));
@@ -17,46 +17,46 @@ std::string Reason(const absl::Status& status) {
   return payload.has_value() ? std::string(*payload) : std::string();
 }
 
-absl::Status InvalidArgument(std::string_view reason, std::string_view message) {
+absl::Status InvalidArgument(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kInvalidArgument, reason, message);
 }
-absl::Status NotFound(std::string_view reason, std::string_view message) {
+absl::Status NotFound(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kNotFound, reason, message);
 }
-absl::Status AlreadyExists(std::string_view reason, std::string_view message) {
+absl::Status AlreadyExists(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kAlreadyExists, reason, message);
 }
-absl::Status FailedPrecondition(std::string_view reason, std::string_view message) {
+absl::Status FailedPrecondition(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kFailedPrecondition, reason, message);
 }
-absl::Status ResourceExhausted(std::string_view reason, std::string_view message) {
+absl::Status ResourceExhausted(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kResourceExhausted, reason, message);
 }
-absl::Status Aborted(std::string_view reason, std::string_view message) {
+absl::Status Aborted(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kAborted, reason, message);
 }
-absl::Status OutOfRange(std::string_view reason, std::string_view message) {
+absl::Status OutOfRange(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kOutOfRange, reason, message);
 }
-absl::Status Cancelled(std::string_view message) {
+absl::Status Cancelled(absl::string_view message) {
   return Error(absl::StatusCode::kCancelled, "CANCELLED", message);
 }
-absl::Status DeadlineExceeded(std::string_view message) {
+absl::Status DeadlineExceeded(absl::string_view message) {
   return Error(absl::StatusCode::kDeadlineExceeded, "DEADLINE_EXCEEDED", message);
 }
-absl::Status Unavailable(std::string_view reason, std::string_view message) {
+absl::Status Unavailable(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kUnavailable, reason, message);
 }
-absl::Status PermissionDenied(std::string_view reason, std::string_view message) {
+absl::Status PermissionDenied(absl::string_view reason, absl::string_view message) {
   return Error(absl::StatusCode::kPermissionDenied, reason, message);
 }
 
-absl::Status Annotate(const absl::Status& status, std::string_view context) {
+absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   if (status.ok()) {
     return status;
   }
   absl::Status annotated(status.code(), absl::StrCat(context, ": ", status.message()));
-  status.ForEachPayload([&](std::string_view url, const absl::Cord& payload) {
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
     annotated.SetPayload(url, payload);
   });
   return annotated;

@@ -10,7 +10,7 @@
 #define SPINDLE_COMMON_STATUS_H_
 
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
@@ -20,30 +20,30 @@
 namespace spindle {
 
 // The payload URL under which the reason is stored in an absl::Status.
-inline constexpr std::string_view kReasonPayloadUrl = "spindle.dev/reason";
+inline constexpr absl::string_view kReasonPayloadUrl = "spindle.dev/reason";
 
 // Builds a status with `code`, `message` and machine-readable `reason` (UPPER_SNAKE).
 // REQUIRES: code != kOk.
-absl::Status Error(absl::StatusCode code, std::string_view reason, std::string_view message);
+absl::Status Error(absl::StatusCode code, absl::string_view reason, absl::string_view message);
 
 // The reason attached by Error(), or "" when there is none.
 std::string Reason(const absl::Status& status);
 
 // Shorthands for the codes the engine uses most, each with a reason.
-absl::Status InvalidArgument(std::string_view reason, std::string_view message);
-absl::Status NotFound(std::string_view reason, std::string_view message);
-absl::Status AlreadyExists(std::string_view reason, std::string_view message);
-absl::Status FailedPrecondition(std::string_view reason, std::string_view message);
-absl::Status ResourceExhausted(std::string_view reason, std::string_view message);
-absl::Status Aborted(std::string_view reason, std::string_view message);
-absl::Status OutOfRange(std::string_view reason, std::string_view message);
-absl::Status Cancelled(std::string_view message);
-absl::Status DeadlineExceeded(std::string_view message);
-absl::Status Unavailable(std::string_view reason, std::string_view message);
-absl::Status PermissionDenied(std::string_view reason, std::string_view message);
+absl::Status InvalidArgument(absl::string_view reason, absl::string_view message);
+absl::Status NotFound(absl::string_view reason, absl::string_view message);
+absl::Status AlreadyExists(absl::string_view reason, absl::string_view message);
+absl::Status FailedPrecondition(absl::string_view reason, absl::string_view message);
+absl::Status ResourceExhausted(absl::string_view reason, absl::string_view message);
+absl::Status Aborted(absl::string_view reason, absl::string_view message);
+absl::Status OutOfRange(absl::string_view reason, absl::string_view message);
+absl::Status Cancelled(absl::string_view message);
+absl::Status DeadlineExceeded(absl::string_view message);
+absl::Status Unavailable(absl::string_view reason, absl::string_view message);
+absl::Status PermissionDenied(absl::string_view reason, absl::string_view message);
 
 // Returns `status` with "context: " put in front of its message; code and payloads are kept.
-absl::Status Annotate(const absl::Status& status, std::string_view context);
+absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
 }  // namespace spindle
 

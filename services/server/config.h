@@ -1,0 +1,40 @@
+// Everything spindled is configured with: flags, with SPINDLE_* environment variables as defaults.
+#ifndef SPINDLE_SERVICES_SERVER_CONFIG_H_
+#define SPINDLE_SERVICES_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace spindle::services {
+
+struct ServerConfig {
+  // gRPC listen address, host:port; port 0 picks a free port (the log and GetServerInfo say which).
+  std::string listen = "127.0.0.1:50051";
+  // Prometheus /metrics listen address; empty turns metrics off; port 0 picks a free port.
+  std::string metrics_listen = "127.0.0.1:9464";
+  // Largest gRPC message in either direction, bytes.
+  int64_t max_message_bytes = 16 << 20;
+  // Most processes (running and retained) at once.
+  int64_t max_processes = 1024;
+  // Most names per kind (queues, locks, values, pools).
+  int64_t max_names = 100000;
+  // Most sessions at once.
+  int64_t max_sessions = 100000;
+  // Most waiters at once across the server.
+  int64_t max_waiters = 1000000;
+  // Default and largest per-stream output ring buffer, bytes.
+  int64_t default_output_buffer_bytes = 1 << 20;
+  int64_t max_output_buffer_bytes = 64 << 20;
+  // Executor worker threads; 0 means one per core.
+  int executor_threads = 0;
+  // How long SIGTERM waits for in-flight calls before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // trace, debug, info, warn, error, off.
+  std::string log_level = "info";
+};
+
+}  // namespace spindle::services
+
+#endif  // SPINDLE_SERVICES_SERVER_CONFIG_H_

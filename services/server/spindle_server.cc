@@ -1,0 +1,165 @@
+#include "services/server/spindle_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "services/interceptors/errors_interceptor.h"
+#include "services/interceptors/metrics_interceptor.h"
+#include "services/metrics/function_collector.h"
+#include "services/metrics/process_metrics.h"
+#include "services/server/server_service.h"
+#include "spindle/common/status.h"
+#include "spindle/v1/lock.grpc.pb.h"
+#include "spindle/v1/pool.grpc.pb.h"
+#include "spindle/v1/process.grpc.pb.h"
+#include "spindle/v1/queue.grpc.pb.h"
+#include "spindle/v1/scheduler.grpc.pb.h"
+#include "spindle/v1/session.grpc.pb.h"
+#include "spindle/v1/value.grpc.pb.h"
+
+namespace spindle::services {
+namespace {
+
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+
+absl::StatusOr<HostPort> SplitHostPort(absl::string_view flag, absl::string_view address) {
+  auto bad = [&](absl::string_view why) {
+    return InvalidArgument("INVALID_FLAG",
+                           absl::StrCat(flag, " '", address, "' is not host:port (", why, ")"));
+  };
+  auto colon = address.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) {
+    return bad("missing host or port");
+  }
+  absl::string_view host = address.substr(0, colon);
+  if (absl::StrContains(host, ':') && !(host.front() == '[' && host.back() == ']')) {
+    return bad("put an IPv6 host in brackets, e.g. [::1]:50051");
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return bad("port must be 0..65535");
+  }
+  return HostPort{std::string(host), port};
+}
+
+}  // namespace
+
+absl::Status ValidateListenAddress(absl::string_view flag, absl::string_view address) {
+  return SplitHostPort(flag, address).status();
+}
+
+SpindleServer::SpindleServer(ServerConfig config) : config_(std::move(config)) {}
+
+SpindleServer::~SpindleServer() { Shutdown(absl::ZeroDuration()); }
+
+absl::StatusOr<std::unique_ptr<SpindleServer>> SpindleServer::Start(const ServerConfig& config) {
+  std::unique_ptr<SpindleServer> server(new SpindleServer(config));
+  SPINDLE_RETURN_IF_ERROR(server->Init());
+  return server;
+}
+
+absl::Status SpindleServer::Init() {
+  SPINDLE_ASSIGN_OR_RETURN(HostPort listen, SplitHostPort("--listen", config_.listen));
+  if (config_.max_message_bytes <= 0 || config_.max_message_bytes > (1 << 30)) {
+    return InvalidArgument("INVALID_FLAG",
+                           absl::StrCat("--max-message-bytes ", config_.max_message_bytes,
+                                        " must be in 1..1073741824"));
+  }
+
+  // Metrics first: the interceptors record into the registry.
+  registry_ = std::make_shared<prometheus::Registry>();
+  grpc_metrics_ = std::make_shared<GrpcServerMetrics>(*registry_);
+  if (!config_.metrics_listen.empty()) {
+    SPINDLE_ASSIGN_OR_RETURN(HostPort metrics, SplitHostPort("--metrics-listen",
+                                                             config_.metrics_listen));
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen);
+    } catch (const std::exception& e) {
+      return FailedPrecondition(
+          "ADDRESS_IN_USE", absl::StrCat("cannot serve metrics on --metrics-listen '",
+                                         config_.metrics_listen, "': ", e.what(),
+                                         " (address in use or not local?)"));
+    }
+    auto ports = exposer_->GetListeningPorts();
+    metrics_address_ =
+        absl::StrCat(metrics.host, ":", ports.empty() ? metrics.port : ports.front());
+    exposer_->RegisterCollectable(registry_);
+    exposer_->RegisterCollectable(std::make_shared<FunctionCollector>(&CollectProcessMetrics));
+    exposer_->RegisterCollectable(std::make_shared<FunctionCollector>(&CollectBuildInfo));
+  }
+
+  // The services. Each capability adds its engine and service here.
+  std::vector<ServerServiceImpl::StatsFiller> stats;
+  std::shared_ptr<GrpcServerMetrics> grpc_metrics = grpc_metrics_;
+  stats.push_back([grpc_metrics](v1::GetStatsResponse& response) {
+    response.set_inflight_calls(grpc_metrics->InflightCalls());
+  });
+  unbuilt_services_.push_back(std::make_unique<v1::ProcessService::CallbackService>());
+  unbuilt_services_.push_back(std::make_unique<v1::PoolService::CallbackService>());
+  unbuilt_services_.push_back(std::make_unique<v1::SessionService::CallbackService>());
+  unbuilt_services_.push_back(std::make_unique<v1::LockService::CallbackService>());
+  unbuilt_services_.push_back(std::make_unique<v1::QueueService::CallbackService>());
+  unbuilt_services_.push_back(std::make_unique<v1::ValueService::CallbackService>());
+  unbuilt_services_.push_back(std::make_unique<v1::SchedulerService::CallbackService>());
+  std::vector<std::string> implemented = {v1::ServerService::service_full_name()};
+  server_service_ =
+      std::make_unique<ServerServiceImpl>(config_, std::move(implemented), std::move(stats));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.RegisterService(server_service_.get());
+  for (auto& service : unbuilt_services_) {
+    builder.RegisterService(service.get());
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<MetricsInterceptorFactory>(grpc_metrics_));
+  creators.push_back(std::make_unique<ErrorsInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    server_.reset();
+    return FailedPrecondition("ADDRESS_IN_USE",
+                              absl::StrCat("cannot listen on --listen '", config_.listen,
+                                           "' (address in use or not local?)"));
+  }
+  listen_address_ = absl::StrCat(listen.host, ":", port_);
+  server_service_->SetListenAddresses(listen_address_, metrics_address_);
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  spdlog::info("event=listening address={} metrics_address={}", listen_address_,
+               metrics_address_.empty() ? "off" : metrics_address_);
+  return absl::OkStatus();
+}
+
+void SpindleServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) {
+    return;
+  }
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    spdlog::info("event=draining grace_ms={}", absl::ToInt64Milliseconds(grace));
+    // Health first, so load balancers stop sending before calls start to fail.
+    server_->GetHealthCheckService()->Shutdown();
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+    spdlog::info("event=stopped");
+  }
+  exposer_.reset();
+}
+
+}  // namespace spindle::services

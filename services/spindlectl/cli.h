@@ -1,0 +1,75 @@
+// Shared plumbing of spindlectl's commands: the channel, output in human or JSON form, and exit
+// codes that tell a script what went wrong.
+//
+// Exit codes: 0 success; 1 any other error; 2 bad usage; 3 not found; 4 timed out (deadline
+// exceeded); 5 server unavailable; 6 precondition failed or conflict (FAILED_PRECONDITION,
+// ALREADY_EXISTS, ABORTED); 7 permission or authentication denied.
+#ifndef SPINDLE_SERVICES_SPINDLECTL_CLI_H_
+#define SPINDLE_SERVICES_SPINDLECTL_CLI_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <google/protobuf/message.h>
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+namespace spindle::cli {
+
+enum ExitCode : int {
+  kOk = 0,
+  kError = 1,
+  kUsage = 2,
+  kNotFound = 3,
+  kTimeout = 4,
+  kUnavailable = 5,
+  kConflict = 6,
+  kDenied = 7,
+};
+
+// Options every command shares.
+struct GlobalOptions {
+  std::string address = "127.0.0.1:50051";
+  bool json = false;
+  int64_t timeout_ms = 10000;
+};
+
+class Cli {
+ public:
+  // `options` is read at each call, so it may be filled in after construction (by parsing).
+  explicit Cli(const GlobalOptions& options);
+
+  const GlobalOptions& options() const { return options_; }
+  std::shared_ptr<grpc::Channel> channel();
+  // A context with the --timeout-ms deadline (0: none).
+  std::unique_ptr<grpc::ClientContext> Context() const;
+
+  // Prints `message` as JSON (with --json) or via `human` otherwise; returns kOk.
+  int Print(const google::protobuf::Message& message,
+            const std::function<void(const google::protobuf::Message&)>& human) const;
+  // Prints the error to stderr (as JSON with --json) and returns the exit code for it.
+  int Fail(const grpc::Status& status) const;
+
+ private:
+  const GlobalOptions& options_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// Maps a status code to an exit code (see the header comment).
+int ExitCodeFor(grpc::StatusCode code);
+
+// Protobuf message as one-line JSON (proto3 JSON mapping, default values included).
+std::string ToJson(const google::protobuf::Message& message);
+
+// A subcommand group adds its commands to `app`; each callback stores its result in `*exit_code`.
+using CommandAdder = void (*)(CLI::App& app, Cli& cli, int* exit_code);
+
+void AddServerCommands(CLI::App& app, Cli& cli, int* exit_code);
+
+}  // namespace spindle::cli
+
+#endif  // SPINDLE_SERVICES_SPINDLECTL_CLI_H_

@@ -1,0 +1,94 @@
+"""The foundation from the outside: health, reflection, ServerService, errors, metrics."""
+import json
+import urllib.request
+
+import grpc
+import pytest
+
+from conftest import buf
+
+SPINDLE_SERVICES = [
+    "spindle.v1.LockService",
+    "spindle.v1.PoolService",
+    "spindle.v1.ProcessService",
+    "spindle.v1.QueueService",
+    "spindle.v1.SchedulerService",
+    "spindle.v1.ServerService",
+    "spindle.v1.SessionService",
+    "spindle.v1.ValueService",
+]
+
+
+def test_health_is_serving(channel):
+    from grpc.health.v1 import health_pb2, health_pb2_grpc
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_server_info_from_python(channel, spindled):
+    from spindle.v1 import server_pb2, server_pb2_grpc
+    info = server_pb2_grpc.ServerServiceStub(channel).GetServerInfo(
+        server_pb2.GetServerInfoRequest(), timeout=10)
+    assert info.listen_address == spindled.address
+    assert info.api_version == "spindle.v1"
+    assert "spindle.v1.ServerService" in info.services
+
+
+def test_unbuilt_method_is_unimplemented_with_reason(channel):
+    from spindle.v1 import pool_pb2, pool_pb2_grpc
+    stub = pool_pb2_grpc.PoolServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ListPools(pool_pb2.ListPoolsRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "worker pools capability" in err.value.details()
+    trailers = dict(err.value.trailing_metadata())
+    assert trailers["spindle-reason"] == "NOT_IMPLEMENTED"
+    # The details decode as google.rpc.Status-compatible spindle.v1.Status with an ErrorInfo.
+    from spindle.v1 import common_pb2
+    raw = trailers["grpc-status-details-bin"]
+    status = common_pb2.Status.FromString(raw)
+    info = common_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "NOT_IMPLEMENTED" and info.domain == "spindle.dev"
+
+
+def test_reflection_lists_every_spindle_service(spindled):
+    result = buf("curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-services",
+                 f"http://{spindled.address}")
+    assert result.returncode == 0, result.stderr
+    listed = set(result.stdout.split())
+    for service in SPINDLE_SERVICES:
+        assert service in listed
+    assert "grpc.health.v1.Health" in listed
+
+
+def test_buf_calls_server_info_over_reflection(spindled):
+    result = buf("curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", "{}",
+                 f"http://{spindled.address}/spindle.v1.ServerService/GetServerInfo")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["apiVersion"] == "spindle.v1"
+    assert info["listenAddress"] == spindled.address
+
+
+def test_buf_reports_errors_with_nonzero_exit(spindled):
+    result = buf("curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", "{}",
+                 f"http://{spindled.address}/spindle.v1.PoolService/ListPools")
+    assert result.returncode != 0
+    assert "unimplemented" in result.stderr.lower()
+
+
+def test_metrics_move_with_calls(channel, spindled):
+    from spindle.v1 import server_pb2, server_pb2_grpc
+    stub = server_pb2_grpc.ServerServiceStub(channel)
+    for _ in range(5):
+        stub.GetLimits(server_pb2.GetLimitsRequest(), timeout=10)
+    body = urllib.request.urlopen(f"http://{spindled.metrics_address}/metrics", timeout=10).read().decode()
+    line = ('grpc_server_handled_total{grpc_code="OK",grpc_method="GetLimits",'
+            'grpc_service="spindle.v1.ServerService",grpc_type="unary"} 5')
+    assert line in body
+
+
+def test_sigterm_exits_zero(spindled):
+    assert spindled.stop() == 0
+    assert any("event=stopped" in line for line in spindled.logs)
