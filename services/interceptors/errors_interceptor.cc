@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include <grpcpp/server_context.h>
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
@@ -71,7 +72,7 @@ class ErrorsInterceptor final : public grpc::experimental::Interceptor {
     }
     std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - start_;
     spdlog::log(level, "event=rpc method={} code={} ms={:.3f} peer={} reason={} message=\"{}\"",
-                method, GrpcCodeLabel(code), ms.count(),
+                std::string_view(method.data(), method.size()), GrpcCodeLabel(code), ms.count(),
                 info_->server_context() ? info_->server_context()->peer() : "", reason,
                 status.error_message());
   }

@@ -94,9 +94,13 @@ absl::Status SpindleServer::Init() {
     auto ports = exposer_->GetListeningPorts();
     metrics_address_ =
         absl::StrCat(metrics.host, ":", ports.empty() ? metrics.port : ports.front());
-    exposer_->RegisterCollectable(registry_);
-    exposer_->RegisterCollectable(std::make_shared<FunctionCollector>(&CollectProcessMetrics));
-    exposer_->RegisterCollectable(std::make_shared<FunctionCollector>(&CollectBuildInfo));
+    // The exposer keeps weak pointers: the collectors live in this object.
+    collectors_.push_back(registry_);
+    collectors_.push_back(std::make_shared<FunctionCollector>(&CollectProcessMetrics));
+    collectors_.push_back(std::make_shared<FunctionCollector>(&CollectBuildInfo));
+    for (const auto& collector : collectors_) {
+      exposer_->RegisterCollectable(collector);
+    }
   }
 
   // The services. Each capability adds its engine and service here.
@@ -120,6 +124,8 @@ absl::Status SpindleServer::Init() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port_);
+  // Without this a second server could bind the same port (SO_REUSEPORT) and split the traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.RegisterService(server_service_.get());

@@ -21,6 +21,7 @@
 #include "services/server/config.h"
 
 namespace prometheus {
+class Collectable;
 class Exposer;
 class Registry;
 }  // namespace prometheus
@@ -56,6 +57,7 @@ class SpindleServer {
   const ServerConfig config_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
   std::shared_ptr<GrpcServerMetrics> grpc_metrics_;
   std::unique_ptr<ServerServiceImpl> server_service_;
   // Services whose engine part is not built yet: they answer UNIMPLEMENTED (NOT_IMPLEMENTED).

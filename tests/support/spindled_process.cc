@@ -122,9 +122,9 @@ absl::Status SpindledProcess::Start(std::vector<std::string> extra_flags, absl::
     return absl::DeadlineExceededError(
         absl::StrCat("spindled did not start listening; its log:\n", logs_));
   }
-  std::string_view line = std::string_view(logs_).substr(at);
+  absl::string_view line = absl::string_view(logs_).substr(at);
   line = line.substr(0, line.find('\n'));
-  for (std::string_view field : absl::StrSplit(line, ' ')) {
+  for (absl::string_view field : absl::StrSplit(line, ' ')) {
     if (absl::ConsumePrefix(&field, "address=")) {
       address_ = std::string(field);
     } else if (absl::ConsumePrefix(&field, "metrics_address=")) {
