@@ -15,7 +15,11 @@
 #include "services/interceptors/metrics_interceptor.h"
 #include "services/metrics/function_collector.h"
 #include "services/metrics/process_metrics.h"
+#include "services/server/capability.h"
+#include "services/server/executor_metrics.h"
+#include "services/server/executor_timer_service.h"
 #include "services/server/server_service.h"
+#include "spindle/coro/executor.h"
 #include "spindle/common/status.h"
 #include "spindle/v1/lock.grpc.pb.h"
 #include "spindle/v1/pool.grpc.pb.h"
@@ -54,6 +58,28 @@ absl::StatusOr<HostPort> SplitHostPort(absl::string_view flag, absl::string_view
 }
 
 }  // namespace
+
+void SpindleServer::AddUnbuiltServices(std::vector<grpc::Service*>& services,
+                                       std::vector<std::string>& implemented) {
+  auto add = [&](const char* name, std::unique_ptr<grpc::Service> base) {
+    if (std::find(implemented.begin(), implemented.end(), name) == implemented.end()) {
+      services.push_back(base.get());
+      unbuilt_services_.push_back(std::move(base));
+    }
+  };
+  add(v1::ProcessService::service_full_name(),
+      std::make_unique<v1::ProcessService::CallbackService>());
+  add(v1::PoolService::service_full_name(), std::make_unique<v1::PoolService::CallbackService>());
+  add(v1::SessionService::service_full_name(),
+      std::make_unique<v1::SessionService::CallbackService>());
+  add(v1::LockService::service_full_name(), std::make_unique<v1::LockService::CallbackService>());
+  add(v1::QueueService::service_full_name(),
+      std::make_unique<v1::QueueService::CallbackService>());
+  add(v1::ValueService::service_full_name(),
+      std::make_unique<v1::ValueService::CallbackService>());
+  add(v1::SchedulerService::service_full_name(),
+      std::make_unique<v1::SchedulerService::CallbackService>());
+}
 
 absl::Status ValidateListenAddress(absl::string_view flag, absl::string_view address) {
   return SplitHostPort(flag, address).status();
@@ -103,22 +129,54 @@ absl::Status SpindleServer::Init() {
     }
   }
 
-  // The services. Each capability adds its engine and service here.
+  // The executor every wait runs on, and timers on its reactor.
+  coro::Executor::Options executor_options;
+  executor_options.threads = config_.executor_threads;
+  executor_options.name = "spindle";
+  executor_ = std::make_unique<coro::Executor>(executor_options);
+  timers_ = std::make_unique<ExecutorTimerService>(*executor_);
+
+  // The capabilities, in order: a later one may use what an earlier one put in the context.
+  context_ = std::make_unique<CapabilityContext>(
+      CapabilityContext{config_, *timers_, *executor_, *registry_, nullptr});
+  // ---- capabilities (one line each) ----
+  // ---- end of capabilities ----
+
+  // Services no capability implements yet answer UNIMPLEMENTED (NOT_IMPLEMENTED).
+  std::vector<std::string> implemented = {v1::ServerService::service_full_name()};
+  std::vector<grpc::Service*> services;
+  for (auto& capability : capabilities_) {
+    for (const auto& entry : capability->Services()) {
+      services.push_back(entry.service);
+      implemented.push_back(entry.name);
+    }
+    for (auto& collector : capability->Collectors()) {
+      collectors_.push_back(collector);
+      if (exposer_ != nullptr) {
+        exposer_->RegisterCollectable(collector);
+      }
+    }
+  }
+  AddUnbuiltServices(services, implemented);
+
   std::vector<ServerServiceImpl::StatsFiller> stats;
   std::shared_ptr<GrpcServerMetrics> grpc_metrics = grpc_metrics_;
-  stats.push_back([grpc_metrics](v1::GetStatsResponse& response) {
+  coro::Executor* executor = executor_.get();
+  stats.push_back([grpc_metrics, executor](v1::GetStatsResponse& response) {
     response.set_inflight_calls(grpc_metrics->InflightCalls());
+    FillExecutorStats(executor->Stats(), *response.mutable_executor());
   });
-  unbuilt_services_.push_back(std::make_unique<v1::ProcessService::CallbackService>());
-  unbuilt_services_.push_back(std::make_unique<v1::PoolService::CallbackService>());
-  unbuilt_services_.push_back(std::make_unique<v1::SessionService::CallbackService>());
-  unbuilt_services_.push_back(std::make_unique<v1::LockService::CallbackService>());
-  unbuilt_services_.push_back(std::make_unique<v1::QueueService::CallbackService>());
-  unbuilt_services_.push_back(std::make_unique<v1::ValueService::CallbackService>());
-  unbuilt_services_.push_back(std::make_unique<v1::SchedulerService::CallbackService>());
-  std::vector<std::string> implemented = {v1::ServerService::service_full_name()};
+  for (auto& capability : capabilities_) {
+    Capability* c = capability.get();
+    stats.push_back([c](v1::GetStatsResponse& response) { c->FillStats(response); });
+  }
   server_service_ =
       std::make_unique<ServerServiceImpl>(config_, std::move(implemented), std::move(stats));
+  if (exposer_ != nullptr) {
+    collectors_.push_back(std::make_shared<FunctionCollector>(
+        [executor] { return CollectExecutorMetrics(executor->Stats()); }));
+    exposer_->RegisterCollectable(collectors_.back());
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -129,8 +187,8 @@ absl::Status SpindleServer::Init() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.RegisterService(server_service_.get());
-  for (auto& service : unbuilt_services_) {
-    builder.RegisterService(service.get());
+  for (grpc::Service* service : services) {
+    builder.RegisterService(service);
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
   creators.push_back(std::make_unique<MetricsInterceptorFactory>(grpc_metrics_));
@@ -161,8 +219,17 @@ void SpindleServer::Shutdown(absl::Duration grace) {
     spdlog::info("event=draining grace_ms={}", absl::ToInt64Milliseconds(grace));
     // Health first, so load balancers stop sending before calls start to fail.
     server_->GetHealthCheckService()->Shutdown();
+    for (auto& capability : capabilities_) {
+      capability->BeginShutdown();
+    }
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
+  }
+  // No call is left; stop the executor before the engines it may still run timers for go away.
+  if (executor_ != nullptr) {
+    executor_->Shutdown();
+  }
+  if (server_ != nullptr) {
     spdlog::info("event=stopped");
   }
   exposer_.reset();

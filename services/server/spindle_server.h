@@ -26,8 +26,17 @@ class Exposer;
 class Registry;
 }  // namespace prometheus
 
+namespace spindle {
+class TimerService;
+namespace coro {
+class Executor;
+}  // namespace coro
+}  // namespace spindle
+
 namespace spindle::services {
 
+class Capability;
+struct CapabilityContext;
 class GrpcServerMetrics;
 class ServerServiceImpl;
 
@@ -53,12 +62,21 @@ class SpindleServer {
  private:
   explicit SpindleServer(ServerConfig config);
   absl::Status Init();
+  // Registers the generated base class (UNIMPLEMENTED everywhere) of every Spindle service not in
+  // `implemented`.
+  void AddUnbuiltServices(std::vector<grpc::Service*>& services,
+                          std::vector<std::string>& implemented);
 
   const ServerConfig config_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
   std::shared_ptr<GrpcServerMetrics> grpc_metrics_;
+  // Declared in dependency order: destroyed from the bottom up.
+  std::unique_ptr<coro::Executor> executor_;
+  std::unique_ptr<TimerService> timers_;
+  std::unique_ptr<CapabilityContext> context_;
+  std::vector<std::unique_ptr<Capability>> capabilities_;
   std::unique_ptr<ServerServiceImpl> server_service_;
   // Services whose engine part is not built yet: they answer UNIMPLEMENTED (NOT_IMPLEMENTED).
   std::vector<std::unique_ptr<grpc::Service>> unbuilt_services_;

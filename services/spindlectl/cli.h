@@ -68,6 +68,7 @@ std::string ToJson(const google::protobuf::Message& message);
 // A subcommand group adds its commands to `app`; each callback stores its result in `*exit_code`.
 using CommandAdder = void (*)(CLI::App& app, Cli& cli, int* exit_code);
 
+// One function per command group, each in its own <group>_commands.cc; main.cc calls them all.
 void AddServerCommands(CLI::App& app, Cli& cli, int* exit_code);
 
 }  // namespace spindle::cli

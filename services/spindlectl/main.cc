@@ -25,7 +25,9 @@ int main(int argc, char** argv) {
   // Options are parsed before any callback runs, so the commands see them through `cli`.
   spindle::cli::Cli cli(options);
   int exit_code = spindle::cli::kOk;
+  // ---- command groups (one line each) ----
   spindle::cli::AddServerCommands(app, cli, &exit_code);
+  // ---- end of command groups ----
 
   try {
     app.parse(argc, argv);
