@@ -133,7 +133,7 @@ absl::Status SpindleServer::Init() {
   coro::Executor::Options executor_options;
   executor_options.threads = config_.executor_threads;
   executor_options.name = "spindle";
-  executor_ = std::make_unique<coro::Executor>(executor_options);
+  SPINDLE_ASSIGN_OR_RETURN(executor_, coro::Executor::Create(executor_options));
   timers_ = std::make_unique<ExecutorTimerService>(*executor_);
 
   // The capabilities, in order: a later one may use what an earlier one put in the context.

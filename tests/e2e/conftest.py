@@ -6,6 +6,7 @@ GRPC_PROTO_ROOT (Debian's grpc-proto root), BUF (buf binary).
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,18 +17,21 @@ import pytest
 
 
 def _generate_stubs(out_dir):
+    """Python stubs from protos/ with Debian's protoc and grpc_python_plugin (python3-grpc-tools
+    bundles a protoc too old for proto3 `optional`)."""
     protos = os.environ["SPINDLE_PROTOS"]
     grpc_root = os.environ["GRPC_PROTO_ROOT"]
     files = [os.path.join("spindle/v1", f) for f in sorted(os.listdir(os.path.join(protos, "spindle/v1")))
              if f.endswith(".proto")]
-    import grpc_tools  # noqa: F401  (python3-grpc-tools)
-    from grpc_tools import protoc
-    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    for root, sources in ((protos, files), (grpc_root, ["grpc/health/v1/health.proto"])):
-        args = ["protoc", f"-I{root}", f"-I{include}", "-I/usr/include",
-                f"--python_out={out_dir}", f"--grpc_python_out={out_dir}"] + sources
-        if protoc.main(args) != 0:
-            raise RuntimeError(f"protoc failed for {sources}")
+    # grpc.health.v1 is compiled as the top-level module `health_pb2`: a `grpc/` package of our
+    # own would shadow grpcio's.
+    health_dir = os.path.join(out_dir, "_health")
+    os.makedirs(health_dir)
+    shutil.copy(os.path.join(grpc_root, "grpc/health/v1/health.proto"), health_dir)
+    for root, sources in ((protos, files), (health_dir, ["health.proto"])):
+        subprocess.run(["protoc", f"-I{root}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
+                        "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin", *sources],
+                       check=True)
 
 
 @pytest.fixture(scope="session")

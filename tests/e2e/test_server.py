@@ -20,7 +20,8 @@ SPINDLE_SERVICES = [
 
 
 def test_health_is_serving(channel):
-    from grpc.health.v1 import health_pb2, health_pb2_grpc
+    import health_pb2
+    import health_pb2_grpc
     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
