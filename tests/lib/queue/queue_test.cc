@@ -1,0 +1,541 @@
+// The queue engine: FIFO, capacity and backpressure, waiters, leases, dead-lettering, close,
+// sessions, streaming consumers, and a many-threads stress test.
+#include "spindle/queue/queue.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "spindle/common/status.h"
+#include "spindle/queue/queue_registry.h"
+#include "tests/fakes/manual_timer_service.h"
+#include "tests/lib/queue/fake_session_hooks.h"
+
+namespace spindle::queue {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::SizeIs;
+
+std::vector<PutItem> Items(std::initializer_list<std::string> payloads) {
+  std::vector<PutItem> items;
+  for (const auto& p : payloads) {
+    items.push_back(PutItem{p, {}, "", absl::ZeroDuration()});
+  }
+  return items;
+}
+
+std::vector<std::string> Payloads(const std::vector<Delivery>& deliveries) {
+  std::vector<std::string> out;
+  for (const auto& d : deliveries) {
+    out.push_back(d.item->payload);
+  }
+  return out;
+}
+
+// Captures the answer of a Put or Get.
+template <typename T>
+struct Answer {
+  std::optional<absl::StatusOr<T>> value;
+  auto Callback() {
+    return [this](absl::StatusOr<T> v) { value = std::move(v); };
+  }
+};
+
+class QueueTest : public ::testing::Test {
+ protected:
+  QueueTest() : registry_(timers_, &sessions_, Options()) {}
+
+  static RegistryOptions Options() {
+    RegistryOptions options;
+    options.defaults.max_items = 4;
+    return options;
+  }
+
+  std::shared_ptr<Queue> Make(const std::string& name, QueueConfig config = {}) {
+    auto created = registry_.Create(name, config, {});
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created->queue;
+  }
+
+  absl::StatusOr<PutResult> PutNow(Queue& q, std::vector<PutItem> items) {
+    Answer<PutResult> answer;
+    q.Put(std::move(items), "", {}, answer.Callback());
+    return *answer.value;
+  }
+
+  absl::StatusOr<std::vector<Delivery>> GetNow(Queue& q, int max_items = 1,
+                                               GetMode mode = GetMode::kTake) {
+    Answer<std::vector<Delivery>> answer;
+    GetOptions options;
+    options.max_items = max_items;
+    options.mode = mode;
+    q.Get(options, {}, answer.Callback());
+    return *answer.value;
+  }
+
+  Queue::WaitBound Wait(absl::Duration d = absl::InfiniteDuration(),
+                        absl::Status status = DeadlineExceeded("deadline")) {
+    return Queue::WaitBound{true, timers_.Now() + d, std::move(status)};
+  }
+
+  testing::ManualTimerService timers_;
+  testing::FakeSessionHooks sessions_;
+  QueueRegistry registry_;
+};
+
+TEST_F(QueueTest, ItemsComeOutInPutOrder) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b"})).ok());
+  ASSERT_TRUE(PutNow(*q, Items({"c"})).ok());
+  auto got = GetNow(*q, 10);
+  ASSERT_TRUE(got.ok());
+  EXPECT_THAT(Payloads(*got), ElementsAre("a", "b", "c"));
+  EXPECT_EQ((*got)[0].delivery_count, 1);
+}
+
+TEST_F(QueueTest, BatchThatDoesNotFitIsRejectedWhole) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b", "c"})).ok());
+  auto put = PutNow(*q, Items({"d", "e"}));
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Reason(put.status()), "QUEUE_FULL");
+  EXPECT_EQ(q->Describe().depth, 3);
+}
+
+TEST_F(QueueTest, BatchOverCapacityCanNeverFit) {
+  auto q = Make("jobs");
+  auto put = PutNow(*q, Items({"1", "2", "3", "4", "5"}));
+  EXPECT_EQ(Reason(put.status()), "BATCH_TOO_LARGE");
+  auto big = Make("big", QueueConfig{.max_item_bytes = 3});
+  EXPECT_EQ(Reason(PutNow(*big, Items({"abcd"})).status()), "ITEM_TOO_LARGE");
+}
+
+TEST_F(QueueTest, EmptyGetWithoutWaitAnswersNoItems) {
+  auto q = Make("jobs");
+  auto got = GetNow(*q);
+  ASSERT_TRUE(got.ok());
+  EXPECT_THAT(*got, SizeIs(0));
+}
+
+TEST_F(QueueTest, WaitingGetterIsReleasedByPut) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> answer;
+  EXPECT_NE(q->Get({}, Wait(), answer.Callback()), 0u);
+  EXPECT_FALSE(answer.value.has_value());
+  EXPECT_EQ(q->Describe().consumers_waiting, 1);
+  ASSERT_TRUE(PutNow(*q, Items({"x"})).ok());
+  ASSERT_TRUE(answer.value.has_value());
+  EXPECT_THAT(Payloads(**answer.value), ElementsAre("x"));
+  EXPECT_EQ(q->Describe().depth, 0);
+}
+
+TEST_F(QueueTest, LongestWaitingGetterIsServedFirst) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> first, second;
+  q->Get({}, Wait(), first.Callback());
+  q->Get({}, Wait(), second.Callback());
+  ASSERT_TRUE(PutNow(*q, Items({"1"})).ok());
+  ASSERT_TRUE(first.value.has_value());
+  EXPECT_FALSE(second.value.has_value());
+  ASSERT_TRUE(PutNow(*q, Items({"2"})).ok());
+  EXPECT_THAT(Payloads(**second.value), ElementsAre("2"));
+}
+
+TEST_F(QueueTest, FullQueueBlocksPutUntilGet) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"1", "2", "3", "4"})).ok());
+  Answer<PutResult> put;
+  EXPECT_NE(q->Put(Items({"5"}), "", Wait(), put.Callback()), 0u);
+  EXPECT_FALSE(put.value.has_value());
+  EXPECT_EQ(q->Describe().producers_waiting, 1);
+  ASSERT_TRUE(GetNow(*q).ok());
+  ASSERT_TRUE(put.value.has_value());
+  EXPECT_TRUE((*put.value)->enqueued);
+  auto rest = GetNow(*q, 10);
+  EXPECT_THAT(Payloads(*rest), ElementsAre("2", "3", "4", "5"));
+}
+
+TEST_F(QueueTest, WaitBoundEndsAWaiterWithItsStatus) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> deadline, bound;
+  q->Get({}, Wait(absl::Seconds(1)), deadline.Callback());
+  q->Get({}, Wait(absl::Seconds(2), absl::OkStatus()), bound.Callback());
+  timers_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(deadline.value.has_value());
+  EXPECT_EQ(deadline.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(bound.value.has_value());
+  timers_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(bound.value.has_value());
+  ASSERT_TRUE(bound.value->ok());
+  EXPECT_THAT(**bound.value, SizeIs(0));
+  EXPECT_EQ(q->Describe().consumers_waiting, 0);
+}
+
+TEST_F(QueueTest, CancelledGetterIsNeverServed) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> cancelled, other;
+  auto id = q->Get({}, Wait(), cancelled.Callback());
+  q->Get({}, Wait(), other.Callback());
+  EXPECT_TRUE(q->CancelGet(id));
+  EXPECT_FALSE(q->CancelGet(id));
+  ASSERT_TRUE(PutNow(*q, Items({"x"})).ok());
+  EXPECT_FALSE(cancelled.value.has_value());
+  ASSERT_TRUE(other.value.has_value());
+  EXPECT_THAT(Payloads(**other.value), ElementsAre("x"));
+}
+
+TEST_F(QueueTest, CancelledPutterPutsNothing) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"1", "2", "3", "4"})).ok());
+  Answer<PutResult> put;
+  auto id = q->Put(Items({"5"}), "", Wait(), put.Callback());
+  EXPECT_TRUE(q->CancelPut(id));
+  ASSERT_TRUE(GetNow(*q).ok());
+  EXPECT_FALSE(put.value.has_value());
+  EXPECT_EQ(q->Describe().depth, 3);
+}
+
+TEST_F(QueueTest, LeaseExpiryRedeliversAtTheHeadWithCountRaised) {
+  auto q = Make("jobs", QueueConfig{.visibility_timeout_ms = 1000});
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b"})).ok());
+  auto leased = GetNow(*q, 1, GetMode::kLease);
+  ASSERT_THAT(*leased, SizeIs(1));
+  EXPECT_FALSE((*leased)[0].receipt.empty());
+  EXPECT_EQ(q->Describe().in_flight, 1);
+  timers_.Advance(absl::Milliseconds(999));
+  EXPECT_EQ(q->Describe().in_flight, 1);
+  timers_.Advance(absl::Milliseconds(1));
+  EXPECT_EQ(q->Describe().in_flight, 0);
+  auto again = GetNow(*q, 10, GetMode::kLease);
+  EXPECT_THAT(Payloads(*again), ElementsAre("a", "b"));
+  EXPECT_EQ((*again)[0].delivery_count, 2);
+  EXPECT_EQ(q->Describe().totals.redelivered, 1);
+  // The old receipt names a delivery that ended.
+  auto ack = q->Ack({(*leased)[0].receipt});
+  EXPECT_EQ(Reason((*ack)[0].status), "DELIVERY_EXPIRED");
+}
+
+TEST_F(QueueTest, AckRemovesForGoodAndIsIdempotent) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a"})).ok());
+  auto leased = GetNow(*q, 1, GetMode::kLease);
+  const std::string receipt = (*leased)[0].receipt;
+  auto ack = q->Ack({receipt, receipt, "nope", "1-999-1"});
+  ASSERT_TRUE(ack.ok());
+  EXPECT_TRUE((*ack)[0].status.ok());
+  EXPECT_TRUE((*ack)[1].status.ok());
+  EXPECT_EQ(Reason((*ack)[2].status), "RECEIPT_NOT_FOUND");
+  EXPECT_EQ(Reason((*ack)[3].status), "RECEIPT_NOT_FOUND");
+  timers_.Advance(absl::Minutes(5));
+  EXPECT_EQ(q->Describe().depth, 0);
+  EXPECT_EQ(q->Describe().totals.acked, 1);
+}
+
+TEST_F(QueueTest, ExtendKeepsTheLease) {
+  auto q = Make("jobs", QueueConfig{.visibility_timeout_ms = 1000});
+  ASSERT_TRUE(PutNow(*q, Items({"a"})).ok());
+  auto leased = GetNow(*q, 1, GetMode::kLease);
+  timers_.Advance(absl::Milliseconds(900));
+  auto extended = q->Extend({(*leased)[0].receipt}, absl::Seconds(5));
+  EXPECT_TRUE((*extended)[0].status.ok());
+  timers_.Advance(absl::Seconds(4));
+  EXPECT_EQ(q->Describe().in_flight, 1);
+  timers_.Advance(absl::Seconds(1));
+  EXPECT_EQ(q->Describe().in_flight, 0);
+}
+
+TEST_F(QueueTest, ItemPastMaxDeliveriesGoesToTheDeadLetterQueue) {
+  auto q = Make("jobs", QueueConfig{.max_deliveries = 2, .dead_letter_queue = "jobs-dead"});
+  ASSERT_TRUE(PutNow(*q, Items({"poison"})).ok());
+  for (int i = 0; i < 2; ++i) {
+    auto leased = GetNow(*q, 1, GetMode::kLease);
+    ASSERT_THAT(*leased, SizeIs(1));
+    EXPECT_EQ((*leased)[0].delivery_count, i + 1);
+    auto nack = q->Nack({(*leased)[0].receipt}, absl::ZeroDuration(), false);
+    EXPECT_TRUE((*nack)[0].status.ok());
+  }
+  EXPECT_EQ(q->Describe().depth, 0);
+  EXPECT_EQ(q->Describe().totals.dead_lettered, 1);
+  auto dlq = registry_.Find("jobs-dead");
+  ASSERT_TRUE(dlq.ok());
+  auto dead = GetNow(**dlq);
+  ASSERT_THAT(*dead, SizeIs(1));
+  EXPECT_EQ((*dead)[0].item->payload, "poison");
+  EXPECT_EQ((*dead)[0].item->source_queue, "jobs");
+}
+
+TEST_F(QueueTest, NackWithDelayComesBackAtTheHeadLater) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b"})).ok());
+  auto leased = GetNow(*q, 1, GetMode::kLease);
+  ASSERT_TRUE(q->Nack({(*leased)[0].receipt}, absl::Seconds(1), false).ok());
+  EXPECT_EQ(q->Describe().delayed, 1);
+  timers_.Advance(absl::Seconds(1));
+  EXPECT_THAT(Payloads(*GetNow(*q, 10)), ElementsAre("a", "b"));
+}
+
+TEST_F(QueueTest, DelayedPutBecomesVisibleAfterItsDelay) {
+  auto q = Make("jobs");
+  std::vector<PutItem> items = Items({"later"});
+  items[0].delay = absl::Seconds(3);
+  ASSERT_TRUE(PutNow(*q, std::move(items)).ok());
+  EXPECT_THAT(*GetNow(*q), SizeIs(0));
+  timers_.Advance(absl::Seconds(3));
+  EXPECT_THAT(Payloads(*GetNow(*q)), ElementsAre("later"));
+}
+
+TEST_F(QueueTest, CloseFailsPuttersAndDrainsGetters) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"1", "2", "3", "4"})).ok());
+  Answer<PutResult> put;
+  q->Put(Items({"5"}), "", Wait(), put.Callback());
+  ASSERT_EQ(*q->Close(), 1);
+  EXPECT_EQ(Reason(put.value->status()), "QUEUE_CLOSED");
+  EXPECT_EQ(Reason(PutNow(*q, Items({"6"})).status()), "QUEUE_CLOSED");
+  EXPECT_THAT(*GetNow(*q, 10), SizeIs(4));
+  auto drained = GetNow(*q);
+  EXPECT_EQ(drained.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(Reason(drained.status()), "QUEUE_DRAINED");
+}
+
+TEST_F(QueueTest, CloseWakesWaitingGettersOnceDrained) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a"})).ok());
+  auto leased = GetNow(*q, 1, GetMode::kLease);
+  Answer<std::vector<Delivery>> waiting;
+  q->Get({}, Wait(), waiting.Callback());
+  ASSERT_TRUE(q->Close().ok());
+  EXPECT_FALSE(waiting.value.has_value());  // an item is still in flight
+  ASSERT_TRUE(q->Ack({(*leased)[0].receipt}).ok());
+  ASSERT_TRUE(waiting.value.has_value());
+  EXPECT_EQ(Reason(waiting.value->status()), "QUEUE_DRAINED");
+}
+
+TEST_F(QueueTest, SessionEndPutsItsLeasesBack) {
+  auto q = Make("jobs");
+  sessions_.Open("s1");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b"})).ok());
+  Answer<std::vector<Delivery>> got;
+  GetOptions options;
+  options.mode = GetMode::kLease;
+  options.session_id = "s1";
+  options.max_items = 2;
+  q->Get(options, {}, got.Callback());
+  ASSERT_THAT(**got.value, SizeIs(2));
+  EXPECT_EQ(q->Describe().in_flight, 2);
+  sessions_.End("s1");
+  EXPECT_EQ(q->Describe().in_flight, 0);
+  EXPECT_THAT(Payloads(*GetNow(*q, 10)), ElementsAre("a", "b"));
+  // A session that ended cannot lease.
+  Answer<std::vector<Delivery>> late;
+  q->Get(options, {}, late.Callback());
+  EXPECT_EQ(Reason(late.value->status()), "SESSION_EXPIRED");
+}
+
+TEST_F(QueueTest, SessionIdWithoutSessionsIsAPreconditionFailure) {
+  QueueRegistry registry(timers_, nullptr, Options());
+  auto q = registry.FindOrCreate("jobs");
+  Answer<std::vector<Delivery>> got;
+  GetOptions options;
+  options.mode = GetMode::kLease;
+  options.session_id = "s1";
+  (*q)->Get(options, {}, got.Callback());
+  EXPECT_EQ(got.value->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Reason(got.value->status()), "SESSIONS_UNAVAILABLE");
+}
+
+class RecordingConsumer : public StreamConsumer {
+ public:
+  std::vector<std::string> payloads;
+  std::optional<absl::Status> end;
+
+ protected:
+  void OnItems(std::vector<Delivery> items) override {
+    for (auto& d : items) payloads.push_back(d.item->payload);
+  }
+  void OnEnd(absl::Status status) override { end = status; }
+};
+
+TEST_F(QueueTest, StreamConsumerGetsNoMoreThanItsCredit) {
+  auto q = Make("jobs");
+  auto consumer = std::make_shared<RecordingConsumer>();
+  auto id = q->AddConsumer(consumer, {}, 2);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(PutNow(*q, Items({"1", "2", "3"})).ok());
+  EXPECT_THAT(consumer->payloads, ElementsAre("1", "2"));
+  EXPECT_EQ(q->Describe().depth, 1);
+  q->AddCredit(*id, 5);
+  EXPECT_THAT(consumer->payloads, ElementsAre("1", "2", "3"));
+  ASSERT_TRUE(q->Close().ok());
+  ASSERT_TRUE(consumer->end.has_value());
+  EXPECT_EQ(Reason(*consumer->end), "QUEUE_DRAINED");
+  q->RemoveConsumer(*id);
+}
+
+TEST_F(QueueTest, StreamAndUnaryGettersShareItemsOneAtATime) {
+  auto q = Make("jobs");
+  auto consumer = std::make_shared<RecordingConsumer>();
+  auto id = q->AddConsumer(consumer, {}, 10);
+  Answer<std::vector<Delivery>> unary;
+  GetOptions options;
+  options.max_items = 10;
+  q->Get(options, Wait(), unary.Callback());
+  ASSERT_TRUE(PutNow(*q, Items({"1", "2", "3", "4"})).ok());
+  EXPECT_THAT(consumer->payloads, ElementsAre("1", "3"));
+  EXPECT_THAT(Payloads(**unary.value), ElementsAre("2", "4"));
+  q->RemoveConsumer(*id);
+}
+
+TEST_F(QueueTest, StreamEndReturnsItsLeases) {
+  auto q = Make("jobs");
+  auto consumer = std::make_shared<RecordingConsumer>();
+  GetOptions options;
+  options.mode = GetMode::kLease;
+  auto id = q->AddConsumer(consumer, options, 10);
+  ASSERT_TRUE(PutNow(*q, Items({"1", "2"})).ok());
+  EXPECT_EQ(q->Describe().in_flight, 2);
+  q->RemoveConsumer(*id);
+  q->ReleaseOwner(Queue::StreamOwner(*id));
+  EXPECT_EQ(q->Describe().in_flight, 0);
+  auto again = GetNow(*q, 10);
+  EXPECT_THAT(Payloads(*again), ElementsAre("1", "2"));
+  EXPECT_EQ((*again)[0].delivery_count, 2);
+}
+
+TEST_F(QueueTest, DeleteEndsEveryWaiter) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> getter;
+  q->Get({}, Wait(), getter.Callback());
+  auto consumer = std::make_shared<RecordingConsumer>();
+  ASSERT_TRUE(q->AddConsumer(consumer, {}, 1).ok());
+  ASSERT_TRUE(registry_.Delete("jobs", false).ok());
+  EXPECT_EQ(Reason(getter.value->status()), "QUEUE_DELETED");
+  EXPECT_EQ(Reason(*consumer->end), "QUEUE_DELETED");
+  EXPECT_EQ(Reason(registry_.Find("jobs").status()), "QUEUE_NOT_FOUND");
+  EXPECT_EQ(Reason(PutNow(*q, Items({"x"})).status()), "QUEUE_DELETED");
+}
+
+TEST_F(QueueTest, DeleteIfEmptyRefusesAQueueWithItems) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"x"})).ok());
+  EXPECT_EQ(Reason(registry_.Delete("jobs", true).status()), "QUEUE_NOT_EMPTY");
+  EXPECT_EQ(*registry_.Delete("jobs", false), 1);
+}
+
+TEST_F(QueueTest, CreateIsIdempotentForTheSameSettingsOnly) {
+  ASSERT_TRUE(registry_.Create("q", {}, {}).ok());
+  auto again = registry_.Create("q", {}, {});
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(Reason(registry_.Create("q", QueueConfig{.max_items = 9}, {}).status()),
+            "QUEUE_EXISTS");
+  EXPECT_EQ(registry_.Create("r", QueueConfig{.max_items = -1}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_.Create("r", QueueConfig{.dead_letter_queue = "r"}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(QueueTest, ListPagesInNameOrder) {
+  for (const char* name : {"b/2", "a/1", "b/1", "c"}) {
+    ASSERT_TRUE(registry_.Create(name, {}, {}).ok());
+  }
+  auto page = registry_.List("b/", {}, 1, "");
+  ASSERT_TRUE(page.ok());
+  ASSERT_THAT(page->queues, SizeIs(1));
+  EXPECT_EQ(page->queues[0]->name(), "b/1");
+  auto next = registry_.List("b/", {}, 1, page->next_page_token);
+  EXPECT_EQ(next->queues[0]->name(), "b/2");
+  EXPECT_TRUE(next->next_page_token.empty());
+  EXPECT_EQ(registry_.List("", {}, 1001, "").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(QueueTest, DuplicateDedupIdAddsNothing) {
+  auto q = Make("jobs");
+  auto items = Items({"a"});
+  items[0].dedup_id = "d1";
+  auto first = PutNow(*q, items);
+  auto second = PutNow(*q, items);
+  EXPECT_EQ(first->item_ids, second->item_ids);
+  EXPECT_THAT(second->duplicate_indexes, ElementsAre(0));
+  EXPECT_EQ(q->Describe().depth, 1);
+}
+
+TEST_F(QueueTest, ManyProducersAndConsumersLoseAndDuplicateNothing) {
+  RegistryOptions options;
+  options.defaults.max_items = 64;
+  options.defaults.visibility_timeout_ms = 43200000;  // no redelivery in this test
+  testing::ManualTimerService timers;
+  QueueRegistry registry(timers, nullptr, options);
+  auto q = *registry.FindOrCreate("stress");
+  constexpr int kProducers = 4, kConsumers = 4, kPerProducer = 5000;
+  std::atomic<int> received{0};
+  absl::Mutex mu;
+  std::set<std::string> seen;
+  int duplicates = 0;
+  std::vector<std::thread> threads;
+  for (int p = 0; p < kProducers; ++p) {
+    threads.emplace_back([&, p] {
+      for (int i = 0; i < kPerProducer; ++i) {
+        absl::Notification done;
+        bool ok = false;
+        q->Put(Items({absl::StrCat(p, ":", i)}), "",
+               Queue::WaitBound{true, absl::InfiniteFuture(), absl::OkStatus()},
+               [&](absl::StatusOr<PutResult> r) {
+                 ok = r.ok() && r->enqueued;
+                 done.Notify();
+               });
+        ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+        ASSERT_TRUE(ok);
+      }
+    });
+  }
+  for (int c = 0; c < kConsumers; ++c) {
+    threads.emplace_back([&, c] {
+      GetOptions get;
+      get.max_items = 1 + c;
+      get.mode = c % 2 == 0 ? GetMode::kTake : GetMode::kLease;
+      while (received.load() < kProducers * kPerProducer) {
+        absl::Notification done;
+        std::vector<Delivery> got;
+        q->Get(get, Queue::WaitBound{true, timers.Now() + absl::Milliseconds(50), absl::OkStatus()},
+               [&](absl::StatusOr<std::vector<Delivery>> r) {
+                 if (r.ok()) got = std::move(*r);
+                 done.Notify();
+               });
+        if (!done.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
+          timers.Advance(absl::Milliseconds(50));  // only the wait bound depends on time
+          ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+        }
+        std::vector<std::string> receipts;
+        absl::MutexLock lock(&mu);
+        for (auto& d : got) {
+          if (!seen.insert(d.item->payload).second) ++duplicates;
+          if (!d.receipt.empty()) receipts.push_back(d.receipt);
+        }
+        received += static_cast<int>(got.size());
+        if (!receipts.empty()) {
+          auto acked = q->Ack(receipts);
+          for (auto& r : *acked) EXPECT_TRUE(r.status.ok()) << r.status;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(duplicates, 0);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kProducers * kPerProducer));
+  EXPECT_EQ(q->Describe().depth, 0);
+  EXPECT_EQ(q->Describe().in_flight, 0);
+  EXPECT_EQ(registry.GetStats().waiters, 0);
+}
+
+}  // namespace
+}  // namespace spindle::queue
