@@ -1,0 +1,662 @@
+#include "spindle/sync/lock_table.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "spindle/common/status.h"
+#include "spindle/sync/session_table.h"
+#include "tests/fakes/manual_timer_service.h"
+#include "tests/lib/sync/capture.h"
+
+namespace spindle::sync {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+struct Pending {
+  Capture<AcquireResult> result;
+  WaitHandle handle;
+};
+
+class LockTableTest : public ::testing::Test {
+ protected:
+  AcquireParams Params(std::string name, bool wait = true) {
+    AcquireParams params;
+    params.name = std::move(name);
+    params.wait = wait;
+    return params;
+  }
+
+  std::unique_ptr<Pending> Start(AcquireParams params) {
+    auto pending = std::make_unique<Pending>();
+    pending->handle = locks_.Acquire(std::move(params), pending->result.Callback());
+    return pending;
+  }
+
+  // Acquires at once or fails the test.
+  GrantInfo MustAcquire(AcquireParams params) {
+    auto pending = Start(std::move(params));
+    EXPECT_TRUE(pending->result.done());
+    auto value = pending->result.value();
+    EXPECT_TRUE(value.ok()) << value.status();
+    EXPECT_TRUE(value->acquired);
+    return value->grant;
+  }
+
+  std::string NewSession(absl::Duration ttl = absl::Seconds(10)) {
+    CreateSessionParams params;
+    params.ttl = ttl;
+    return sessions_.Create(params)->session_id;
+  }
+
+  ReleaseParams Lease(const GrantInfo& grant) {
+    ReleaseParams params;
+    params.lease_id = grant.lease_id;
+    return params;
+  }
+
+  testing::ManualTimerService timers_;
+  SessionTable sessions_{timers_};
+  LockTable locks_{timers_, &sessions_};
+};
+
+TEST_F(LockTableTest, TryAcquireOfAHeldMutexAnswersNotAcquired) {
+  GrantInfo grant = MustAcquire(Params("m"));
+  EXPECT_EQ(grant.kind, LockKind::kMutex);
+  EXPECT_GT(grant.fencing_token, 0);
+  EXPECT_EQ(grant.expire_time, timers_.Now() + kDefaultLeaseTtl);
+  auto second = Start(Params("m", /*wait=*/false));
+  ASSERT_TRUE(second->result.done());
+  EXPECT_FALSE(second->result.value()->acquired);
+  EXPECT_FALSE(second->handle.pending());
+}
+
+TEST_F(LockTableTest, WaitersAreGrantedInFifoOrder) {
+  GrantInfo first = MustAcquire(Params("m"));
+  std::vector<std::unique_ptr<Pending>> waiters;
+  for (int i = 0; i < 5; ++i) {
+    waiters.push_back(Start(Params("m")));
+    EXPECT_FALSE(waiters.back()->result.done());
+  }
+  GrantInfo held = first;
+  for (int i = 0; i < 5; ++i) {
+    auto released = locks_.Release(Lease(held));
+    ASSERT_TRUE(released.ok()) << released.status();
+    EXPECT_EQ(released->granted_waiters, 1);
+    ASSERT_TRUE(waiters[i]->result.done()) << i;
+    for (int j = i + 1; j < 5; ++j) {
+      EXPECT_FALSE(waiters[j]->result.done());
+    }
+    held = waiters[i]->result.value()->grant;
+  }
+}
+
+TEST_F(LockTableTest, FencingTokensStrictlyIncrease) {
+  int64_t last = 0;
+  for (int i = 0; i < 20; ++i) {
+    GrantInfo grant = MustAcquire(Params("m"));
+    EXPECT_GT(grant.fencing_token, last);
+    last = grant.fencing_token;
+    ASSERT_TRUE(locks_.Release(Lease(grant)).ok());
+  }
+  // Across delete and re-creation too.
+  ASSERT_TRUE(locks_.Delete("m").ok());
+  EXPECT_GT(MustAcquire(Params("m")).fencing_token, last);
+}
+
+TEST_F(LockTableTest, MaxWaitRunningOutAnswersNotAcquired) {
+  MustAcquire(Params("m"));
+  AcquireParams params = Params("m");
+  params.max_wait = absl::Seconds(1);
+  auto waiter = Start(params);
+  timers_.Advance(absl::Milliseconds(999));
+  EXPECT_FALSE(waiter->result.done());
+  timers_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(waiter->result.done());
+  ASSERT_TRUE(waiter->result.value().ok());
+  EXPECT_FALSE(waiter->result.value()->acquired);
+  EXPECT_EQ(locks_.Stats().waiters, 0);
+}
+
+TEST_F(LockTableTest, DeadlinePassingAnswersDeadlineExceededAndRemovesTheWaiter) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  AcquireParams params = Params("m");
+  params.deadline = timers_.Now() + absl::Seconds(2);
+  auto waiter = Start(params);
+  timers_.Advance(absl::Seconds(2));
+  EXPECT_EQ(waiter->result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  EXPECT_EQ(locks_.Describe("m", 0)->info.holders, 0);
+}
+
+TEST_F(LockTableTest, CancelledWaiterIsNeverGranted) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  auto cancelled = Start(Params("m"));
+  auto next = Start(Params("m"));
+  EXPECT_TRUE(locks_.Cancel(cancelled->handle));
+  EXPECT_FALSE(locks_.Cancel(cancelled->handle));
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  EXPECT_EQ(cancelled->result.calls(), 0);
+  ASSERT_TRUE(next->result.done());
+  EXPECT_TRUE(next->result.value()->acquired);
+  EXPECT_FALSE(locks_.Cancel(next->handle));  // already granted
+}
+
+TEST_F(LockTableTest, ReentrantLockCountsHolds) {
+  AcquireParams params = Params("r");
+  params.kind = LockKind::kReentrant;
+  params.owner = "t1";
+  GrantInfo first = MustAcquire(params);
+  GrantInfo second = MustAcquire(params);
+  EXPECT_EQ(second.lease_id, first.lease_id);
+  EXPECT_EQ(second.fencing_token, first.fencing_token);
+  EXPECT_EQ(second.held_count, 2);
+  AcquireParams other = params;
+  other.owner = "t2";
+  other.wait = false;
+  auto blocked = Start(other);
+  EXPECT_FALSE(blocked->result.value()->acquired);
+  auto released = locks_.Release(Lease(first));
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(released->remaining, 1);
+  released = locks_.Release(Lease(first));
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(released->remaining, 0);
+  EXPECT_EQ(Reason(locks_.Release(Lease(first)).status()), "LOCK_NOT_HELD");
+}
+
+TEST_F(LockTableTest, ReentrantWithoutOwnerIsInvalid) {
+  AcquireParams params = Params("r");
+  params.kind = LockKind::kReentrant;
+  auto pending = Start(params);
+  EXPECT_EQ(pending->result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Reason(pending->result.status()), "OWNER_REQUIRED");
+}
+
+TEST_F(LockTableTest, SemaphoreLargeRequestAtTheHeadBlocksSmallerOnes) {
+  AcquireParams params = Params("s");
+  params.kind = LockKind::kSemaphore;
+  params.config.permits = 3;
+  params.permits = 2;
+  GrantInfo two = MustAcquire(params);
+  params.permits = 3;
+  auto big = Start(params);
+  EXPECT_FALSE(big->result.done());
+  params.permits = 1;
+  auto small = Start(params);
+  EXPECT_FALSE(small->result.done()) << "a small request must queue behind the large one";
+  ASSERT_TRUE(locks_.Release(Lease(two)).ok());
+  ASSERT_TRUE(big->result.done());
+  EXPECT_EQ(big->result.value()->grant.permits, 3);
+  EXPECT_FALSE(small->result.done());
+  ASSERT_TRUE(locks_.Release(Lease(big->result.value()->grant)).ok());
+  EXPECT_TRUE(small->result.done());
+}
+
+TEST_F(LockTableTest, SemaphorePermitsBeyondTotalAreInvalid) {
+  AcquireParams params = Params("s");
+  params.kind = LockKind::kSemaphore;
+  params.config.permits = 2;
+  params.permits = 3;
+  auto pending = Start(params);
+  EXPECT_EQ(pending->result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(pending->result.status().message(), HasSubstr("permits 3"));
+}
+
+TEST_F(LockTableTest, UnboundedSemaphoreAcceptsLeaselessReleaseBoundedDoesNot) {
+  AcquireParams params = Params("s", /*wait=*/false);
+  params.kind = LockKind::kSemaphore;
+  params.config.permits = 1;
+  MustAcquire(params);
+  ReleaseParams add;
+  add.name = "s";
+  add.count = 2;
+  auto added = locks_.Release(add);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->available_permits, 2);
+  MustAcquire(params);
+  MustAcquire(params);
+
+  ASSERT_TRUE(locks_.Create("b", LockKind::kSemaphore, {.permits = 1, .bounded = true}, {}).ok());
+  add.name = "b";
+  EXPECT_EQ(Reason(locks_.Release(add).status()), "SEMAPHORE_BOUNDED");
+  add.name = "nope";
+  EXPECT_EQ(Reason(locks_.Release(add).status()), "LOCK_NOT_FOUND");
+}
+
+TEST_F(LockTableTest, SemaphoreReleaseOfSomePermits) {
+  AcquireParams params = Params("s");
+  params.kind = LockKind::kSemaphore;
+  params.config.permits = 4;
+  params.permits = 4;
+  GrantInfo grant = MustAcquire(params);
+  ReleaseParams release = Lease(grant);
+  release.count = 3;
+  auto released = locks_.Release(release);
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(released->remaining, 1);
+  EXPECT_EQ(released->available_permits, 3);
+  release.count = 2;
+  EXPECT_EQ(Reason(locks_.Release(release).status()), "LOCK_NOT_HELD");
+}
+
+TEST_F(LockTableTest, RwLockSharesReadersAndPrefersWriters) {
+  AcquireParams reader = Params("rw");
+  reader.kind = LockKind::kRwLock;
+  reader.mode = LockMode::kShared;
+  GrantInfo r1 = MustAcquire(reader);
+  GrantInfo r2 = MustAcquire(reader);
+  AcquireParams writer = reader;
+  writer.mode = LockMode::kExclusive;
+  auto w = Start(writer);
+  EXPECT_FALSE(w->result.done());
+  auto r3 = Start(reader);
+  EXPECT_FALSE(r3->result.done()) << "a new reader queues behind a waiting writer";
+  ASSERT_TRUE(locks_.Release(Lease(r1)).ok());
+  EXPECT_FALSE(w->result.done());
+  ASSERT_TRUE(locks_.Release(Lease(r2)).ok());
+  ASSERT_TRUE(w->result.done());
+  EXPECT_EQ(w->result.value()->grant.mode, LockMode::kExclusive);
+  ASSERT_TRUE(locks_.Release(Lease(w->result.value()->grant)).ok());
+  EXPECT_TRUE(r3->result.done());
+}
+
+TEST_F(LockTableTest, LeaseExpiryReleasesAndGrantsTheNextWaiter) {
+  AcquireParams params = Params("m");
+  params.lease_ttl = absl::Seconds(1);
+  GrantInfo holder = MustAcquire(params);
+  auto next = Start(Params("m"));
+  timers_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(next->result.done());
+  EXPECT_GT(next->result.value()->grant.fencing_token, holder.fencing_token);
+  absl::Status late = locks_.Release(Lease(holder)).status();
+  EXPECT_EQ(late.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Reason(late), "LEASE_EXPIRED");
+}
+
+TEST_F(LockTableTest, RefreshLeaseExtendsTheGrant) {
+  AcquireParams params = Params("m");
+  params.lease_ttl = absl::Seconds(1);
+  GrantInfo holder = MustAcquire(params);
+  timers_.Advance(absl::Milliseconds(900));
+  auto expiry = locks_.RefreshLease(holder.lease_id, absl::ZeroDuration());
+  ASSERT_TRUE(expiry.ok());
+  EXPECT_EQ(*expiry, timers_.Now() + absl::Seconds(1));
+  timers_.Advance(absl::Milliseconds(900));
+  EXPECT_TRUE(locks_.Release(Lease(holder)).ok());
+}
+
+TEST_F(LockTableTest, ReleaseErrorsNameTheLease) {
+  ReleaseParams params;
+  params.lease_id = "unknown";
+  EXPECT_EQ(Reason(locks_.Release(params).status()), "LEASE_NOT_FOUND");
+  GrantInfo grant = MustAcquire(Params("m"));
+  ASSERT_TRUE(locks_.Release(Lease(grant)).ok());
+  absl::Status twice = locks_.Release(Lease(grant)).status();
+  EXPECT_EQ(twice.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Reason(twice), "LOCK_NOT_HELD");
+  EXPECT_THAT(twice.message(), HasSubstr(grant.lease_id));
+}
+
+TEST_F(LockTableTest, BadInputGetsInvalidArgument) {
+  AcquireParams bad = Params("a b");
+  EXPECT_EQ(Reason(Start(bad)->result.status()), "INVALID_NAME");
+  bad = Params("m");
+  bad.lease_ttl = absl::Milliseconds(-5);
+  EXPECT_EQ(Reason(Start(bad)->result.status()), "INVALID_TTL");
+  bad = Params("m");
+  bad.permits = -1;
+  EXPECT_EQ(Start(bad)->result.status().code(), absl::StatusCode::kInvalidArgument);
+  bad = Params("m");
+  bad.kind = LockKind::kEvent;
+  EXPECT_EQ(Start(bad)->result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(locks_.Create("z", LockKind::kSemaphore, {.permits = -1}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LockTableTest, KindMismatchIsFailedPrecondition) {
+  ASSERT_TRUE(locks_.SetEvent("e").ok());
+  auto pending = Start(Params("e"));
+  EXPECT_EQ(Reason(pending->result.status()), "KIND_MISMATCH");
+}
+
+TEST_F(LockTableTest, SessionEndReleasesGrantsAndReportsLockLost) {
+  std::string session = NewSession(absl::Seconds(2));
+  std::vector<SessionEvent> events;
+  ASSERT_TRUE(
+      sessions_.Subscribe(session, 0, [&](const SessionEvent& e) { events.push_back(e); }).ok());
+  AcquireParams params = Params("m");
+  params.session_id = session;
+  GrantInfo held = MustAcquire(params);
+  EXPECT_EQ(held.expire_time, timers_.Now() + absl::Seconds(2));
+  EXPECT_EQ(sessions_.Get(session)->held_locks, 1);
+  auto next = Start(Params("m"));
+  timers_.Advance(absl::Seconds(2));
+  ASSERT_TRUE(next->result.done());
+  EXPECT_TRUE(next->result.value()->acquired);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[events.size() - 2].type, SessionEvent::Type::kLockLost);
+  EXPECT_EQ(events[events.size() - 2].cause, GrantEnd::kSessionEnded);
+  EXPECT_EQ(events[events.size() - 2].fencing_token, held.fencing_token);
+  EXPECT_EQ(events.back().type, SessionEvent::Type::kEnded);
+  EXPECT_EQ(events.back().released_locks, 1);
+  EXPECT_EQ(Reason(locks_.Release(Lease(held)).status()), "SESSION_EXPIRED");
+}
+
+TEST_F(LockTableTest, WaiterOfAnEndedSessionFailsAndIsNotGranted) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  std::string session = NewSession();
+  AcquireParams params = Params("m");
+  params.session_id = session;
+  auto waiter = Start(params);
+  ASSERT_TRUE(sessions_.Close(session).ok());
+  ASSERT_TRUE(waiter->result.done());
+  EXPECT_EQ(Reason(waiter->result.status()), "SESSION_CLOSED");
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  EXPECT_EQ(locks_.Describe("m", 0)->info.holders, 0);
+}
+
+TEST_F(LockTableTest, LeaseTtlOnASessionGrantReportsLeaseExpired) {
+  std::string session = NewSession(absl::Seconds(60));
+  std::vector<SessionEvent> events;
+  ASSERT_TRUE(
+      sessions_.Subscribe(session, 0, [&](const SessionEvent& e) { events.push_back(e); }).ok());
+  AcquireParams params = Params("m");
+  params.session_id = session;
+  params.lease_ttl = absl::Seconds(1);
+  MustAcquire(params);
+  timers_.Advance(absl::Seconds(1));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].cause, GrantEnd::kLeaseExpired);
+  EXPECT_TRUE(sessions_.CheckAlive(session).ok());
+}
+
+TEST_F(LockTableTest, RevokeEndsTheGrantAndTellsTheSession) {
+  std::string session = NewSession();
+  std::vector<SessionEvent> events;
+  ASSERT_TRUE(
+      sessions_.Subscribe(session, 0, [&](const SessionEvent& e) { events.push_back(e); }).ok());
+  AcquireParams params = Params("m");
+  params.session_id = session;
+  GrantInfo held = MustAcquire(params);
+  auto revoked = locks_.Revoke("m", held.fencing_token, "maintenance");
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_EQ(revoked->first, 1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].cause, GrantEnd::kRevoked);
+  EXPECT_EQ(events[0].message, "maintenance");
+  EXPECT_EQ(Reason(locks_.Release(Lease(held)).status()), "LEASE_REVOKED");
+  EXPECT_EQ(Reason(locks_.Revoke("m", 12345, "").status()), "HOLDER_NOT_FOUND");
+}
+
+TEST_F(LockTableTest, DeadlockAcrossTwoLocksIsAbortedNamingTheCycle) {
+  std::string s1 = NewSession();
+  std::string s2 = NewSession();
+  AcquireParams a = Params("x");
+  a.session_id = s1;
+  a.owner = "a";
+  MustAcquire(a);
+  AcquireParams b = Params("y");
+  b.session_id = s2;
+  b.owner = "b";
+  MustAcquire(b);
+  b.name = "x";
+  auto b_waits = Start(b);
+  EXPECT_FALSE(b_waits->result.done());
+  a.name = "y";
+  auto a_waits = Start(a);
+  ASSERT_TRUE(a_waits->result.done());
+  absl::Status status = a_waits->result.status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Reason(status), "DEADLOCK");
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat(s1, "/a waits for y held by ", s2, "/b")));
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat(s2, "/b waits for x held by ", s1, "/a")));
+  EXPECT_FALSE(b_waits->result.done()) << "the other member keeps waiting";
+}
+
+TEST_F(LockTableTest, WaitingForAMutexYouHoldIsADeadlock) {
+  AcquireParams params = Params("m");
+  params.owner = "me";
+  MustAcquire(params);
+  auto again = Start(params);
+  EXPECT_EQ(Reason(again->result.status()), "DEADLOCK");
+}
+
+TEST_F(LockTableTest, EventWakesEveryWaiter) {
+  Capture<bool> a, b;
+  WaitEventParams params{.name = "e", .wait = true};
+  locks_.WaitEvent(params, a.Callback());
+  locks_.WaitEvent(params, b.Callback());
+  EXPECT_FALSE(a.done());
+  auto set = locks_.SetEvent("e");
+  ASSERT_TRUE(set.ok());
+  EXPECT_FALSE(set->first);
+  EXPECT_EQ(set->second, 2);
+  EXPECT_TRUE(*a.value());
+  EXPECT_TRUE(*b.value());
+  EXPECT_TRUE(*locks_.ClearEvent("e"));
+  Capture<bool> read;
+  locks_.WaitEvent({.name = "e"}, read.Callback());
+  EXPECT_FALSE(*read.value());
+}
+
+TEST_F(LockTableTest, BarrierTripsWithDistinctArrivalIndexes) {
+  Capture<BarrierResult> a, b, c;
+  WaitBarrierParams params{.name = "b", .parties = 3};
+  locks_.WaitBarrier(params, a.Callback());
+  locks_.WaitBarrier(params, b.Callback());
+  EXPECT_FALSE(a.done());
+  locks_.WaitBarrier(params, c.Callback());
+  ASSERT_TRUE(a.done() && b.done() && c.done());
+  EXPECT_EQ(a.value()->arrival_index, 0);
+  EXPECT_EQ(b.value()->arrival_index, 1);
+  EXPECT_EQ(c.value()->arrival_index, 2);
+  EXPECT_TRUE(a.value()->tripped);
+  EXPECT_EQ(locks_.Describe("b", 0)->info.barrier_generation, 1);
+}
+
+TEST_F(LockTableTest, BarrierBreaksForEveryoneOnOneTimeout) {
+  Capture<BarrierResult> patient, impatient, late;
+  locks_.WaitBarrier({.name = "b", .parties = 3}, patient.Callback());
+  locks_.WaitBarrier({.name = "b", .parties = 3, .max_wait = absl::Seconds(1)},
+                     impatient.Callback());
+  timers_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(impatient.value().ok());
+  EXPECT_FALSE(impatient.value()->tripped);
+  EXPECT_EQ(Reason(patient.status()), "BARRIER_BROKEN");
+  locks_.WaitBarrier({.name = "b"}, late.Callback());
+  EXPECT_EQ(Reason(late.status()), "BARRIER_BROKEN");
+  auto reset = locks_.ResetBarrier("b");
+  ASSERT_TRUE(reset.ok());
+  EXPECT_EQ(reset->first, 0);
+  Capture<BarrierResult> fresh;
+  locks_.WaitBarrier({.name = "b"}, fresh.Callback());
+  EXPECT_FALSE(fresh.done());
+}
+
+TEST_F(LockTableTest, CancelledBarrierWaiterBreaksTheBarrier) {
+  Capture<BarrierResult> a, b;
+  WaitHandle handle = locks_.WaitBarrier({.name = "b", .parties = 3}, a.Callback());
+  locks_.WaitBarrier({.name = "b", .parties = 3}, b.Callback());
+  EXPECT_TRUE(locks_.Cancel(handle));
+  EXPECT_EQ(a.calls(), 0);
+  EXPECT_EQ(Reason(b.status()), "BARRIER_BROKEN");
+}
+
+TEST_F(LockTableTest, BarrierPartiesRules) {
+  Capture<BarrierResult> none, mismatch;
+  locks_.WaitBarrier({.name = "b"}, none.Callback());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  Capture<BarrierResult> first;
+  locks_.WaitBarrier({.name = "b", .parties = 2}, first.Callback());
+  locks_.WaitBarrier({.name = "b", .parties = 3}, mismatch.Callback());
+  EXPECT_EQ(Reason(mismatch.status()), "PARTIES_MISMATCH");
+}
+
+TEST_F(LockTableTest, ConditionWaitReleasesTheLockAndNotifyReacquiresIt) {
+  AcquireParams params = Params("m");
+  params.owner = "w";
+  GrantInfo held = MustAcquire(params);
+  Capture<ConditionResult> waited;
+  locks_.WaitCondition({.name = "c", .lease_id = held.lease_id}, waited.Callback());
+  EXPECT_FALSE(waited.done());
+  // The lock is free now: a notifier takes it.
+  AcquireParams notifier = Params("m");
+  notifier.owner = "n";
+  GrantInfo n = MustAcquire(notifier);
+  auto woken = locks_.NotifyCondition("c", 1, false, n.lease_id);
+  ASSERT_TRUE(woken.ok()) << woken.status();
+  EXPECT_EQ(*woken, 1);
+  EXPECT_FALSE(waited.done()) << "the waiter re-acquires only after the notifier releases";
+  ASSERT_TRUE(locks_.Release(Lease(n)).ok());
+  ASSERT_TRUE(waited.done());
+  ASSERT_TRUE(waited.value().ok()) << waited.status();
+  EXPECT_TRUE(waited.value()->notified);
+  EXPECT_NE(waited.value()->grant.lease_id, held.lease_id);
+  EXPECT_GT(waited.value()->grant.fencing_token, n.fencing_token);
+  EXPECT_EQ(Reason(locks_.Release(Lease(held)).status()), "LOCK_NOT_HELD");
+}
+
+TEST_F(LockTableTest, ConditionMaxWaitStillReacquires) {
+  GrantInfo held = MustAcquire(Params("m"));
+  Capture<ConditionResult> waited;
+  locks_.WaitCondition({.name = "c", .lease_id = held.lease_id, .max_wait = absl::Seconds(1)},
+                       waited.Callback());
+  timers_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(waited.done());
+  ASSERT_TRUE(waited.value().ok());
+  EXPECT_FALSE(waited.value()->notified);
+  EXPECT_EQ(locks_.Describe("m", 0)->info.holders, 1);
+}
+
+TEST_F(LockTableTest, DescribeShowsHoldersAndWaitersInOrder) {
+  AcquireParams params = Params("m");
+  params.owner = "h";
+  GrantInfo held = MustAcquire(params);
+  params.owner = "w1";
+  auto w1 = Start(params);
+  params.owner = "w2";
+  auto w2 = Start(params);
+  auto description = locks_.Describe("m", 0);
+  ASSERT_TRUE(description.ok());
+  ASSERT_EQ(description->holders.size(), 1u);
+  EXPECT_EQ(description->holders[0].owner, "h");
+  EXPECT_EQ(description->holders[0].fencing_token, held.fencing_token);
+  ASSERT_EQ(description->waiters.size(), 2u);
+  EXPECT_EQ(description->waiters[0].owner, "w1");
+  EXPECT_EQ(description->waiters[1].position, 1);
+  EXPECT_EQ(Reason(locks_.Describe("nope", 0).status()), "LOCK_NOT_FOUND");
+  EXPECT_EQ(Reason(locks_.Delete("m")), "LOCK_IN_USE");
+}
+
+TEST_F(LockTableTest, ListPagesByPrefixInNameOrder) {
+  for (int i = 0; i < 7; ++i) {
+    MustAcquire(Params(absl::StrCat("jobs/", i)));
+  }
+  MustAcquire(Params("other"));
+  std::vector<std::string> names;
+  std::string token;
+  do {
+    auto page = locks_.List(3, token, "jobs/", LockKind::kUnspecified, {});
+    ASSERT_TRUE(page.ok());
+    for (const auto& lock : page->locks) {
+      names.push_back(lock.name);
+    }
+    token = page->next_page_token;
+  } while (!token.empty());
+  EXPECT_THAT(names,
+              ElementsAre("jobs/0", "jobs/1", "jobs/2", "jobs/3", "jobs/4", "jobs/5", "jobs/6"));
+}
+
+// Cancel and grant race from two threads: the waiter is either granted (Cancel false) or never
+// (Cancel true, callback never runs), never both.
+TEST_F(LockTableTest, CancelRacingAGrantHasExactlyOneOutcome) {
+  for (int round = 0; round < 300; ++round) {
+    GrantInfo holder = MustAcquire(Params("race"));
+    auto waiter = Start(Params("race"));
+    std::atomic<bool> cancelled{false};
+    std::thread canceller([&] { cancelled = locks_.Cancel(waiter->handle); });
+    ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+    canceller.join();
+    if (cancelled) {
+      EXPECT_EQ(waiter->result.calls(), 0);
+    } else {
+      ASSERT_EQ(waiter->result.calls(), 1);
+      ASSERT_TRUE(locks_.Release(Lease(waiter->result.value()->grant)).ok());
+    }
+    ASSERT_EQ(locks_.Describe("race", 0)->info.holders, 0) << round;
+  }
+}
+
+// A lease expiring while its holder releases: exactly one of them ends the grant.
+TEST_F(LockTableTest, ExpiryRacingAReleaseEndsTheGrantOnce) {
+  for (int round = 0; round < 200; ++round) {
+    AcquireParams params = Params("race");
+    params.lease_ttl = absl::Milliseconds(100);
+    GrantInfo holder = MustAcquire(params);
+    auto next = Start(Params("race"));
+    absl::Status released;
+    std::thread releaser([&] { released = locks_.Release(Lease(holder)).status(); });
+    timers_.Advance(absl::Milliseconds(100));
+    releaser.join();
+    EXPECT_TRUE(released.ok() || Reason(released) == "LEASE_EXPIRED") << released;
+    ASSERT_EQ(next->result.calls(), 1);
+    ASSERT_TRUE(locks_.Release(Lease(next->result.value()->grant)).ok());
+  }
+}
+
+// Many threads hammer a few mutexes and a semaphore: mutual exclusion holds and nothing leaks.
+TEST_F(LockTableTest, ManyThreadsKeepMutualExclusion) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 400;
+  std::array<std::atomic<int>, 3> inside{};
+  std::atomic<int> violations{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      absl::BitGen gen;
+      for (int i = 0; i < kRounds; ++i) {
+        int which = absl::Uniform(gen, 0, 3);
+        AcquireParams params = Params(absl::StrCat("stress/", which));
+        params.owner = absl::StrCat("t", t);
+        Capture<AcquireResult> result;
+        WaitHandle handle = locks_.Acquire(params, result.Callback());
+        if (absl::Bernoulli(gen, 0.1) && locks_.Cancel(handle)) {
+          continue;
+        }
+        // Bounded wait for the grant: every holder releases promptly.
+        absl::Time give_up = absl::Now() + absl::Seconds(20);
+        while (!result.done() && absl::Now() < give_up) {
+          std::this_thread::yield();
+        }
+        ASSERT_TRUE(result.done());
+        auto value = result.value();
+        ASSERT_TRUE(value.ok()) << value.status();
+        if (inside[which].fetch_add(1) != 0) {
+          ++violations;
+        }
+        inside[which].fetch_sub(1);
+        ReleaseParams release;
+        release.lease_id = value->grant.lease_id;
+        ASSERT_TRUE(locks_.Release(release).ok());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_EQ(locks_.Stats().grants, 0);
+  EXPECT_EQ(locks_.Stats().waiters, 0);
+}
+
+}  // namespace
+}  // namespace spindle::sync
