@@ -113,6 +113,8 @@ TEST_F(SpindleServerTest, StatsCountTheCallInFlight) {
   auto context = Context();
   ASSERT_TRUE(stub->GetStats(context.get(), {}, &stats).ok());
   EXPECT_EQ(stats.inflight_calls(), 1);  // this very call
+  EXPECT_GT(stats.executor().threads(), 0);
+  EXPECT_GE(stats.executor().tasks_spawned_total(), stats.executor().tasks_completed_total());
 }
 
 // A method whose capability is not built answers UNIMPLEMENTED naming method and capability, with
@@ -169,7 +171,10 @@ TEST_F(SpindleServerTest, MetricsCountHandledCallsWithEcosystemLabels) {
   ASSERT_TRUE(body.ok()) << body.status();
   for (const char* family :
        {"process_resident_memory_bytes ", "process_open_fds ", "process_cpu_seconds_total ",
-        "process_start_time_seconds ", "process_max_fds ", "spindle_build_info{"}) {
+        "process_start_time_seconds ", "process_max_fds ", "spindle_build_info{",
+        "spindle_executor_threads ", "spindle_executor_live_coroutines ",
+        "spindle_executor_pending_timers ", "spindle_executor_queue_lag_seconds_bucket{le=",
+        "spindle_grpc_inflight_calls "}) {
     EXPECT_NE(body->find(family), std::string::npos) << family;
   }
 }
