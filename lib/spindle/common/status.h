@@ -70,4 +70,23 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context);
   }                                                         \
   lhs = *std::move(statusor)
 
+// The same two for coroutines (Task<absl::Status>, Task<absl::StatusOr<T>>): co_return instead of
+// return.
+#define SPINDLE_CO_RETURN_IF_ERROR(expr)              \
+  do {                                                \
+    if (::absl::Status spindle_status_ = (expr);      \
+        !spindle_status_.ok()) [[unlikely]] {         \
+      co_return spindle_status_;                      \
+    }                                                 \
+  } while (false)
+
+#define SPINDLE_CO_ASSIGN_OR_RETURN(lhs, expr) \
+  SPINDLE_CO_ASSIGN_OR_RETURN_IMPL_(SPINDLE_STATUS_CONCAT_(spindle_statusor_, __LINE__), lhs, expr)
+#define SPINDLE_CO_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
+  auto statusor = (expr);                                      \
+  if (!statusor.ok()) [[unlikely]] {                           \
+    co_return std::move(statusor).status();                    \
+  }                                                            \
+  lhs = *std::move(statusor)
+
 #endif  // SPINDLE_COMMON_STATUS_H_
