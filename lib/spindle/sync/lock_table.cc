@@ -144,7 +144,7 @@ struct LockTable::Shard {
     GrantEnd cause;
     std::string name;
   };
-  absl::Mutex mu;
+  internal::Mutex mu;
   absl::btree_map<std::string, std::unique_ptr<Lock>> locks ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, std::list<Grant>::iterator> leases ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<uint64_t, WaiterRef> waiters ABSL_GUARDED_BY(mu);
@@ -211,7 +211,7 @@ LockTable::LockTable(TimerService& timers, SessionTable* sessions, LockTableOpti
 LockTable::~LockTable() {
   destroying_ = true;
   for (auto& shard : shards_) {
-    absl::MutexLock lock(&shard->mu);
+    internal::MutexLock lock(&shard->mu);
     for (auto& [name, l] : shard->locks) {
       for (Grant& grant : l->grants) {
         if (grant.timer != 0) {
@@ -342,7 +342,7 @@ absl::StatusOr<std::pair<LockInfo, bool>> LockTable::Create(absl::string_view na
     SPINDLE_RETURN_IF_ERROR(ValidateName("config.lock_name", config.lock_name));
   }
   Shard& shard = ShardFor(name);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.locks.find(name);
   if (it != shard.locks.end()) {
     const Lock& l = *it->second;
@@ -690,7 +690,7 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
   uint64_t waiter_id = 0;
   std::optional<absl::StatusOr<AcquireResult>> immediate;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     immediate = [&]() -> std::optional<absl::StatusOr<AcquireResult>> {
       absl::StatusOr<Lock*> found = FindOrCreate(shard, params.name, params.kind, LockKind::kMutex,
                                                  params.config, {}, nullptr);
@@ -798,7 +798,7 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
       Deferred d;
       std::unique_ptr<Waiter> waiter;
       {
-        absl::MutexLock lock(&shard.mu);
+        internal::MutexLock lock(&shard.mu);
         if (!token->done) {
           waiter = TakeWaiter(shard, waiter_id, d);
           if (waiter != nullptr) {
@@ -841,7 +841,7 @@ bool LockTable::Cancel(const WaitHandle& handle) {
     Deferred deferred;
     std::unique_ptr<Waiter> waiter;
     {
-      absl::MutexLock lock(&shard.mu);
+      internal::MutexLock lock(&shard.mu);
       if (token->done) {
         return false;
       }
@@ -878,7 +878,7 @@ void LockTable::OnWaiterTimer(uint64_t waiter_id) {
   std::unique_ptr<Waiter> requeue;
   bool notified = false;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto ref = shard.waiters.find(waiter_id);
     if (ref == shard.waiters.end()) {
       return;
@@ -960,7 +960,7 @@ void LockTable::OnWaiterSessionEnd(uint64_t waiter_id, std::string session_id) {
   Shard& shard = *shards_[waiter_id & (kShards - 1)];
   Deferred deferred;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto ref = shard.waiters.find(waiter_id);
     if (ref == shard.waiters.end()) {
       return;
@@ -990,7 +990,7 @@ void LockTable::OnLeaseTimer(std::string lease_id) {
   Shard* shard = ShardOfId(lease_id);
   Deferred deferred;
   {
-    absl::MutexLock lock(&shard->mu);
+    internal::MutexLock lock(&shard->mu);
     auto it = shard->leases.find(lease_id);
     if (it == shard->leases.end()) {
       return;
@@ -1016,7 +1016,7 @@ void LockTable::OnGrantSessionEnd(std::string lease_id) {
   Shard* shard = ShardOfId(lease_id);
   Deferred deferred;
   {
-    absl::MutexLock lock(&shard->mu);
+    internal::MutexLock lock(&shard->mu);
     auto it = shard->leases.find(lease_id);
     if (it == shard->leases.end()) {
       return;
@@ -1072,7 +1072,7 @@ absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
     }
     Shard& shard = ShardFor(params.name);
     {
-      absl::MutexLock lock(&shard.mu);
+      internal::MutexLock lock(&shard.mu);
       auto it = shard.locks.find(params.name);
       if (it == shard.locks.end()) {
         return LockNotFound(params.name);
@@ -1103,7 +1103,7 @@ absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
                     absl::StrCat("lease ", QuoteValue(params.lease_id), " was never issued"));
   }
   {
-    absl::MutexLock lock(&shard->mu);
+    internal::MutexLock lock(&shard->mu);
     auto it = shard->leases.find(params.lease_id);
     if (it == shard->leases.end()) {
       return LeaseGone(*shard, params.lease_id);
@@ -1181,7 +1181,7 @@ absl::StatusOr<absl::Time> LockTable::RefreshLease(absl::string_view lease_id, a
     return NotFound("LEASE_NOT_FOUND",
                     absl::StrCat("lease ", QuoteValue(lease_id), " was never issued"));
   }
-  absl::MutexLock lock(&shard->mu);
+  internal::MutexLock lock(&shard->mu);
   auto it = shard->leases.find(lease_id);
   if (it == shard->leases.end()) {
     return LeaseGone(*shard, lease_id);
@@ -1214,7 +1214,7 @@ absl::StatusOr<std::pair<bool, int32_t>> LockTable::SetEvent(absl::string_view n
   Deferred deferred;
   std::pair<bool, int32_t> result{false, 0};
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     SPINDLE_ASSIGN_OR_RETURN(
         Lock * l, FindOrCreate(shard, name, LockKind::kEvent, LockKind::kEvent, {}, {}, nullptr));
     result.first = l->event_set;
@@ -1238,7 +1238,7 @@ absl::StatusOr<std::pair<bool, int32_t>> LockTable::SetEvent(absl::string_view n
 absl::StatusOr<bool> LockTable::ClearEvent(absl::string_view name) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
   Shard& shard = ShardFor(name);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   SPINDLE_ASSIGN_OR_RETURN(
       Lock * l, FindOrCreate(shard, name, LockKind::kEvent, LockKind::kEvent, {}, {}, nullptr));
   bool was_set = l->event_set;
@@ -1265,7 +1265,7 @@ WaitHandle LockTable::WaitEvent(WaitEventParams params, EventCallback done) {
   uint64_t waiter_id = 0;
   absl::StatusOr<bool> immediate = false;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     absl::StatusOr<Lock*> found =
         FindOrCreate(shard, params.name, LockKind::kEvent, LockKind::kEvent, {}, {}, nullptr);
     if (!found.ok()) {
@@ -1346,7 +1346,7 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
   std::shared_ptr<WaitHandle::Token> token;
   std::optional<absl::StatusOr<BarrierResult>> immediate;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.locks.find(params.name);
     if (it == shard.locks.end() && params.parties == 0) {
       immediate = InvalidArgument(
@@ -1434,7 +1434,7 @@ absl::StatusOr<std::pair<int32_t, int64_t>> LockTable::ResetBarrier(absl::string
   Deferred deferred;
   std::pair<int32_t, int64_t> result;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.locks.find(name);
     if (it == shard.locks.end()) {
       return LockNotFound(name);
@@ -1458,7 +1458,7 @@ absl::StatusOr<int32_t> LockTable::AbortBarrier(absl::string_view name) {
   Deferred deferred;
   int32_t broken = 0;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.locks.find(name);
     if (it == shard.locks.end()) {
       return LockNotFound(name);
@@ -1500,7 +1500,7 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
   absl::Duration lease_ttl;
   absl::Status refused;
   {
-    absl::MutexLock lock(&lease_shard->mu);
+    internal::MutexLock lock(&lease_shard->mu);
     auto it = lease_shard->leases.find(params.lease_id);
     if (it == lease_shard->leases.end()) {
       refused = LeaseGone(*lease_shard, params.lease_id);
@@ -1528,7 +1528,7 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
   auto token = std::make_shared<WaitHandle::Token>();
   uint64_t waiter_id = 0;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     absl::StatusOr<Lock*> found = FindOrCreate(shard, params.name, LockKind::kCondition,
                                                LockKind::kCondition, {}, {}, nullptr);
     if (!found.ok()) {
@@ -1573,7 +1573,7 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
   Deferred released;
   absl::Status gone;
   {
-    absl::MutexLock lock(&lease_shard->mu);
+    internal::MutexLock lock(&lease_shard->mu);
     auto it = lease_shard->leases.find(params.lease_id);
     if (it == lease_shard->leases.end()) {
       gone = LeaseGone(*lease_shard, params.lease_id);
@@ -1588,7 +1588,7 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
     Deferred d;
     std::unique_ptr<Waiter> waiter;
     {
-      absl::MutexLock lock(&shard.mu);
+      internal::MutexLock lock(&shard.mu);
       if (!token->done && token->waiter_id == waiter_id) {
         waiter = TakeWaiter(shard, waiter_id, d);
         if (waiter != nullptr) {
@@ -1628,7 +1628,7 @@ void LockTable::RequeueConditionWaiter(std::unique_ptr<Waiter> old, bool notifie
   Shard& shard = ShardFor(waiter->name);
   Deferred deferred;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.locks.find(waiter->name);
     absl::Status problem;
     if (it == shard.locks.end()) {
@@ -1679,7 +1679,7 @@ absl::StatusOr<int32_t> LockTable::NotifyCondition(absl::string_view name, int32
       return NotFound("LEASE_NOT_FOUND",
                       absl::StrCat("lease ", QuoteValue(lease_id), " was never issued"));
     }
-    absl::MutexLock lock(&lease_shard->mu);
+    internal::MutexLock lock(&lease_shard->mu);
     auto it = lease_shard->leases.find(lease_id);
     if (it == lease_shard->leases.end()) {
       return LeaseGone(*lease_shard, lease_id);
@@ -1690,7 +1690,7 @@ absl::StatusOr<int32_t> LockTable::NotifyCondition(absl::string_view name, int32
   Deferred deferred;
   std::vector<std::unique_ptr<Waiter>> woken;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     SPINDLE_ASSIGN_OR_RETURN(Lock * c, FindOrCreate(shard, name, LockKind::kCondition,
                                                     LockKind::kCondition, {}, {}, nullptr));
     if (!lease_lock.empty() && !c->config.lock_name.empty() && c->config.lock_name != lease_lock) {
@@ -1722,7 +1722,7 @@ absl::StatusOr<LockDescription> LockTable::Describe(absl::string_view name,
     max_waiters = 100;
   }
   Shard& shard = ShardFor(name);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.locks.find(name);
   if (it == shard.locks.end()) {
     return LockNotFound(name);
@@ -1773,7 +1773,7 @@ absl::StatusOr<LockPage> LockTable::List(int32_t page_size, absl::string_view pa
   std::string start = std::max(after, std::string(prefix));
   std::vector<LockInfo> found;
   for (const auto& shard : shards_) {
-    absl::MutexLock lock(&shard->mu);
+    internal::MutexLock lock(&shard->mu);
     int taken = 0;
     for (auto it = shard->locks.lower_bound(start); it != shard->locks.end() && taken <= page_size;
          ++it) {
@@ -1805,7 +1805,7 @@ absl::StatusOr<LockPage> LockTable::List(int32_t page_size, absl::string_view pa
 absl::Status LockTable::Delete(absl::string_view name) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
   Shard& shard = ShardFor(name);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.locks.find(name);
   if (it == shard.locks.end()) {
     return LockNotFound(name);
@@ -1830,7 +1830,7 @@ absl::StatusOr<std::pair<int32_t, int32_t>> LockTable::Revoke(absl::string_view 
   Deferred deferred;
   std::pair<int32_t, int32_t> result{0, 0};
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.locks.find(name);
     if (it == shard.locks.end()) {
       return LockNotFound(name);
@@ -1865,7 +1865,7 @@ std::vector<GrantInfo> LockTable::GrantsOfSession(absl::string_view session_id, 
   std::vector<GrantInfo> grants;
   *truncated = false;
   for (const auto& shard : shards_) {
-    absl::MutexLock lock(&shard->mu);
+    internal::MutexLock lock(&shard->mu);
     for (const auto& [name, l] : shard->locks) {
       for (const Grant& grant : l->grants) {
         if (grant.session_id != session_id) {
@@ -1887,12 +1887,12 @@ std::vector<GrantInfo> LockTable::GrantsOfSession(absl::string_view session_id, 
 LockTableStats LockTable::Stats() const { return {locks_.load(), waiters_.load(), grants_.load()}; }
 
 void LockTable::GraphAdd(const Waiter& waiter) {
-  absl::MutexLock lock(&graph_mu_);
+  internal::MutexLock lock(&graph_mu_);
   ++waits_[Identity(waiter.session_id, waiter.owner)][waiter.name];
 }
 
 void LockTable::GraphRemove(const Waiter& waiter) {
-  absl::MutexLock lock(&graph_mu_);
+  internal::MutexLock lock(&graph_mu_);
   auto it = waits_.find(Identity(waiter.session_id, waiter.owner));
   if (it == waits_.end()) {
     return;
@@ -1909,7 +1909,7 @@ void LockTable::GraphRemove(const Waiter& waiter) {
 std::vector<std::string> LockTable::HolderIdentities(absl::string_view name) const {
   std::vector<std::string> holders;
   Shard& shard = ShardFor(name);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.locks.find(name);
   if (it == shard.locks.end()) {
     return holders;
@@ -1944,7 +1944,7 @@ std::string LockTable::FindCycle(const std::string& self, const std::string& loc
     queue.pop_front();
     std::vector<std::string> waited;
     {
-      absl::MutexLock lock(&graph_mu_);
+      internal::MutexLock lock(&graph_mu_);
       auto it = waits_.find(node);
       if (it == waits_.end()) {
         continue;

@@ -39,9 +39,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "spindle/common/timer.h"
+#include "spindle/sync/internal/mutex.h"
 #include "spindle/sync/session_table.h"
 #include "spindle/sync/types.h"
 
@@ -358,7 +358,7 @@ class LockTable {
   std::atomic<bool> destroying_{false};
 
   // The waits-for graph: identity -> lock names it waits on (count per name).
-  mutable absl::Mutex graph_mu_;
+  mutable internal::Mutex graph_mu_;
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, int>> waits_
       ABSL_GUARDED_BY(graph_mu_);
 };

@@ -29,7 +29,7 @@ SessionTable::SessionTable(TimerService& timers, SessionTableOptions options)
 SessionTable::~SessionTable() {
   destroying_ = true;
   for (Shard& shard : shards_) {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     for (auto& [id, session] : shard.sessions) {
       if (session->timer != 0) {
         timers_.Cancel(session->timer);
@@ -76,7 +76,7 @@ absl::StatusOr<SessionInfo> SessionTable::Create(CreateSessionParams params) {
     Shard& ids = shards_[0];
     std::string existing;
     {
-      absl::MutexLock lock(&ids.mu);
+      internal::MutexLock lock(&ids.mu);
       auto it = ids.request_ids.find(params.request_id);
       if (it != ids.request_ids.end()) {
         existing = it->second;
@@ -109,13 +109,13 @@ absl::StatusOr<SessionInfo> SessionTable::Create(CreateSessionParams params) {
   SessionInfo copy = info;
   Shard& shard = ShardFor(info.session_id);
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     Session& ref = *session;
     shard.sessions.emplace(info.session_id, std::move(session));
     ArmTimer(shard, ref);
   }
   if (!params.request_id.empty()) {
-    absl::MutexLock lock(&shards_[0].mu);
+    internal::MutexLock lock(&shards_[0].mu);
     shards_[0].request_ids.emplace(params.request_id, copy.session_id);
   }
   return copy;
@@ -148,7 +148,7 @@ void SessionTable::OnTimer(std::string session_id) {
   SessionEvent event;
   bool expire = false;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.sessions.find(session_id);
     if (it == shard.sessions.end()) {
       return;
@@ -201,7 +201,7 @@ std::vector<std::shared_ptr<SessionTable::SinkEntry>> SessionTable::AppendEvent(
 void SessionTable::Deliver(const std::vector<std::shared_ptr<SinkEntry>>& sinks,
                            const SessionEvent& event) {
   for (const auto& entry : sinks) {
-    absl::ReaderMutexLock lock(&entry->running);
+    internal::ReaderMutexLock lock(&entry->running);
     if (!entry->removed) {
       entry->sink(event);
     }
@@ -214,7 +214,7 @@ absl::StatusOr<SessionInfo> SessionTable::Refresh(absl::string_view session_id,
     SPINDLE_RETURN_IF_ERROR(CheckDuration(ttl));
   }
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.sessions.find(session_id);
   if (it == shard.sessions.end()) {
     return NotFoundStatus(session_id);
@@ -236,7 +236,7 @@ absl::StatusOr<SessionInfo> SessionTable::Refresh(absl::string_view session_id,
 absl::StatusOr<CloseResult> SessionTable::Close(absl::string_view session_id) {
   {
     Shard& shard = ShardFor(session_id);
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     if (!shard.sessions.contains(session_id)) {
       return NotFoundStatus(session_id);
     }
@@ -248,7 +248,7 @@ CloseResult SessionTable::End(absl::string_view session_id, SessionState state) 
   Shard& shard = ShardFor(session_id);
   std::map<HookId, absl::AnyInvocable<void() &&>> hooks;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.sessions.find(session_id);
     if (it == shard.sessions.end() || it->second->info.state != SessionState::kActive) {
       return {};
@@ -275,7 +275,7 @@ CloseResult SessionTable::End(absl::string_view session_id, SessionState state) 
   SessionEvent event;
   std::vector<std::shared_ptr<SinkEntry>> sinks;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.sessions.find(session_id);
     if (it == shard.sessions.end()) {
       return result;
@@ -304,13 +304,13 @@ void SessionTable::Forget(std::string session_id) {
     return;
   }
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   shard.sessions.erase(session_id);
 }
 
 absl::StatusOr<SessionInfo> SessionTable::Get(absl::string_view session_id) const {
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.sessions.find(session_id);
   if (it == shard.sessions.end()) {
     return NotFoundStatus(session_id);
@@ -340,7 +340,7 @@ absl::StatusOr<SessionPage> SessionTable::List(int32_t page_size, absl::string_v
   }
   std::vector<SessionInfo> found;
   for (const Shard& shard : shards_) {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     int taken = 0;
     for (auto it = shard.sessions.upper_bound(after);
          it != shard.sessions.end() && taken <= page_size; ++it) {
@@ -370,7 +370,7 @@ absl::StatusOr<SessionPage> SessionTable::List(int32_t page_size, absl::string_v
 absl::StatusOr<SessionTable::Subscription> SessionTable::Subscribe(absl::string_view session_id,
                                                                    int64_t after_seq, Sink sink) {
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.sessions.find(session_id);
   if (it == shard.sessions.end()) {
     return NotFoundStatus(session_id);
@@ -398,7 +398,7 @@ void SessionTable::Unsubscribe(absl::string_view session_id, SubscriptionId id) 
   std::shared_ptr<SinkEntry> entry;
   {
     Shard& shard = ShardFor(session_id);
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.sessions.find(session_id);
     if (it == shard.sessions.end()) {
       return;
@@ -410,7 +410,7 @@ void SessionTable::Unsubscribe(absl::string_view session_id, SubscriptionId id) 
     entry = std::move(sink->second);
     it->second->sinks.erase(sink);
   }
-  absl::MutexLock lock(&entry->running);
+  internal::MutexLock lock(&entry->running);
   entry->removed = true;
 }
 
@@ -418,7 +418,7 @@ void SessionTable::Emit(absl::string_view session_id, SessionEvent event) {
   Shard& shard = ShardFor(session_id);
   std::vector<std::shared_ptr<SinkEntry>> sinks;
   {
-    absl::MutexLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.sessions.find(session_id);
     if (it == shard.sessions.end()) {
       return;
@@ -439,7 +439,7 @@ void SessionTable::Emit(absl::string_view session_id, SessionEvent event) {
 
 void SessionTable::AddHeld(absl::string_view session_id, int32_t locks, int32_t permits) {
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.sessions.find(session_id);
   if (it != shard.sessions.end()) {
     it->second->info.held_locks += locks;
@@ -449,7 +449,7 @@ void SessionTable::AddHeld(absl::string_view session_id, int32_t locks, int32_t 
 
 absl::StatusOr<absl::Time> SessionTable::ExpireTime(absl::string_view session_id) const {
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.sessions.find(session_id);
   if (it == shard.sessions.end()) {
     return NotFoundStatus(session_id);
@@ -471,7 +471,7 @@ absl::Status SessionTable::CheckAlive(absl::string_view session_id) const {
 absl::StatusOr<SessionHooks::HookId> SessionTable::OnEnd(absl::string_view session_id,
                                                          absl::AnyInvocable<void() &&> on_end) {
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.sessions.find(session_id);
   if (it == shard.sessions.end()) {
     return NotFoundStatus(session_id);
@@ -486,7 +486,7 @@ absl::StatusOr<SessionHooks::HookId> SessionTable::OnEnd(absl::string_view sessi
 
 void SessionTable::RemoveHook(absl::string_view session_id, HookId hook) {
   Shard& shard = ShardFor(session_id);
-  absl::MutexLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.sessions.find(session_id);
   if (it != shard.sessions.end()) {
     it->second->hooks.erase(hook);

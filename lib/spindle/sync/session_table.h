@@ -35,10 +35,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "spindle/common/session_hooks.h"
 #include "spindle/common/timer.h"
+#include "spindle/sync/internal/mutex.h"
 #include "spindle/sync/types.h"
 
 namespace spindle::sync {
@@ -169,7 +169,7 @@ class SessionTable final : public SessionHooks {
   struct SinkEntry {
     Sink sink;
     // Held (shared) while the sink runs; Unsubscribe takes it exclusively to wait it out.
-    absl::Mutex running;
+    internal::Mutex running;
     bool removed ABSL_GUARDED_BY(running) = false;
   };
 
@@ -189,7 +189,7 @@ class SessionTable final : public SessionHooks {
 
   static constexpr int kShards = 16;
   struct Shard {
-    mutable absl::Mutex mu;
+    mutable internal::Mutex mu;
     absl::btree_map<std::string, std::unique_ptr<Session>> sessions ABSL_GUARDED_BY(mu);
     absl::flat_hash_map<std::string, std::string> request_ids ABSL_GUARDED_BY(mu);
   };

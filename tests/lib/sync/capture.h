@@ -3,11 +3,11 @@
 #define SPINDLE_TESTS_LIB_SYNC_CAPTURE_H_
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 
 namespace spindle::sync {
 
@@ -19,28 +19,28 @@ class Capture {
   // A callback for the engine; it may outlive this object.
   auto Callback() {
     return [state = state_](absl::StatusOr<T> value) {
-      absl::MutexLock lock(&state->mu);
+      std::lock_guard lock(state->mu);
       state->value = std::move(value);
       ++state->calls;
     };
   }
   bool done() const {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     return state_->calls > 0;
   }
   int calls() const {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     return state_->calls;
   }
   absl::StatusOr<T> value() const {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     return *state_->value;
   }
   absl::Status status() const { return value().status(); }
 
  private:
   struct State {
-    mutable absl::Mutex mu;
+    mutable std::mutex mu;
     std::optional<absl::StatusOr<T>> value;
     int calls = 0;
   };

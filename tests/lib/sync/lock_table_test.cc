@@ -12,8 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "spindle/common/status.h"
 #include "spindle/sync/session_table.h"
-#include "tests/fakes/manual_timer_service.h"
 #include "tests/lib/sync/capture.h"
+#include "tests/lib/sync/manual_timers.h"
 
 namespace spindle::sync {
 namespace {
@@ -63,7 +63,7 @@ class LockTableTest : public ::testing::Test {
     return params;
   }
 
-  testing::ManualTimerService timers_;
+  ManualTimers timers_;
   SessionTable sessions_{timers_};
   LockTable locks_{timers_, &sessions_};
 };

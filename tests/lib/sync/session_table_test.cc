@@ -3,12 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "spindle/common/status.h"
-#include "tests/fakes/manual_timer_service.h"
+#include "tests/lib/sync/manual_timers.h"
 
 namespace spindle::sync {
 namespace {
@@ -27,7 +27,7 @@ class SessionTableTest : public ::testing::Test {
     return *info;
   }
 
-  testing::ManualTimerService timers_;
+  ManualTimers timers_;
   SessionTable table_{timers_};
 };
 
@@ -36,12 +36,12 @@ class Events {
  public:
   SessionTable::Sink Sink() {
     return [this](const SessionEvent& event) {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       events_.push_back(event);
     };
   }
   std::vector<SessionEvent::Type> types() const {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     std::vector<SessionEvent::Type> types;
     for (const auto& event : events_) {
       types.push_back(event.type);
@@ -49,12 +49,12 @@ class Events {
     return types;
   }
   std::vector<SessionEvent> events() const {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     return events_;
   }
 
  private:
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
   std::vector<SessionEvent> events_;
 };
 
