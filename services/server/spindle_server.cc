@@ -19,6 +19,7 @@
 #include "services/server/executor_metrics.h"
 #include "services/server/executor_timer_service.h"
 #include "services/server/server_service.h"
+#include "services/sync/sync_capability.h"
 #include "spindle/coro/executor.h"
 #include "spindle/common/status.h"
 #include "spindle/v1/lock.grpc.pb.h"
@@ -140,6 +141,7 @@ absl::Status SpindleServer::Init() {
   context_ = std::make_unique<CapabilityContext>(
       CapabilityContext{config_, *timers_, *executor_, *registry_, nullptr});
   // ---- capabilities (one line each) ----
+  capabilities_.push_back(MakeSyncCapability(*context_));
   // ---- end of capabilities ----
 
   // Services no capability implements yet answer UNIMPLEMENTED (NOT_IMPLEMENTED).
