@@ -1,0 +1,60 @@
+// An indexed binary min-heap of intrusive timer nodes, ordered by deadline and then by insertion
+// order (timers with the same deadline expire first-in, first-out).
+//
+// Each node records its position, so Remove() of any node is O(log n) like Push() and Pop(): a
+// cancelled timer leaves the heap at once instead of lingering until its deadline. Nodes belong to
+// the caller (typically they live in a suspended coroutine's frame); the heap stores pointers.
+//
+// Thread-safety: thread-compatible; the Reactor guards it with its timer mutex.
+#ifndef SPINDLE_CORO_INTERNAL_TIMER_HEAP_H_
+#define SPINDLE_CORO_INTERNAL_TIMER_HEAP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace spindle::coro::internal {
+
+struct TimerNode {
+  static constexpr size_t kNotQueued = std::numeric_limits<size_t>::max();
+
+  int64_t deadline_ns = 0;  // Monotonic clock, nanoseconds.
+  uint64_t sequence = 0;    // Assigned by Push(); breaks deadline ties.
+  size_t heap_index = kNotQueued;
+
+  bool queued() const noexcept { return heap_index != kNotQueued; }
+};
+
+class TimerHeap {
+ public:
+  // REQUIRES: !node->queued().
+  void Push(TimerNode* node);
+  // REQUIRES: !empty().
+  TimerNode* Pop();
+  // Returns false when `node` is not in the heap.
+  bool Remove(TimerNode* node);
+
+  TimerNode* top() const noexcept { return heap_.empty() ? nullptr : heap_.front(); }
+  bool empty() const noexcept { return heap_.empty(); }
+  size_t size() const noexcept { return heap_.size(); }
+
+ private:
+  static bool Before(const TimerNode* a, const TimerNode* b) noexcept {
+    return a->deadline_ns != b->deadline_ns ? a->deadline_ns < b->deadline_ns
+                                            : a->sequence < b->sequence;
+  }
+  void Place(size_t index, TimerNode* node) noexcept {
+    heap_[index] = node;
+    node->heap_index = index;
+  }
+  void SiftUp(size_t index) noexcept;
+  void SiftDown(size_t index) noexcept;
+
+  std::vector<TimerNode*> heap_;
+  uint64_t next_sequence_ = 0;
+};
+
+}  // namespace spindle::coro::internal
+
+#endif  // SPINDLE_CORO_INTERNAL_TIMER_HEAP_H_
