@@ -15,6 +15,7 @@
 #include "services/interceptors/metrics_interceptor.h"
 #include "services/metrics/function_collector.h"
 #include "services/metrics/process_metrics.h"
+#include "services/scheduler/scheduler_service.h"
 #include "services/server/capability.h"
 #include "services/server/executor_metrics.h"
 #include "services/server/executor_timer_service.h"
@@ -142,6 +143,7 @@ absl::Status SpindleServer::Init() {
       CapabilityContext{config_, *timers_, *executor_, *registry_, nullptr});
   // ---- capabilities (one line each) ----
   capabilities_.push_back(MakeSyncCapability(*context_));
+  capabilities_.push_back(MakeSchedulerCapability(*context_));
   // ---- end of capabilities ----
 
   // Services no capability implements yet answer UNIMPLEMENTED (NOT_IMPLEMENTED).
