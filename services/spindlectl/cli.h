@@ -70,6 +70,7 @@ using CommandAdder = void (*)(CLI::App& app, Cli& cli, int* exit_code);
 
 // One function per command group, each in its own <group>_commands.cc; main.cc calls them all.
 void AddServerCommands(CLI::App& app, Cli& cli, int* exit_code);
+void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code);
 
 }  // namespace spindle::cli
 

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   spindle::cli::Cli cli(options);
   int exit_code = spindle::cli::kOk;
   // ---- command groups (one line each) ----
+  spindle::cli::AddSyncCommands(app, cli, &exit_code);
   spindle::cli::AddServerCommands(app, cli, &exit_code);
   // ---- end of command groups ----
 
