@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/coro_call.h"
 #include "services/common/status_convert.h"
 #include "services/sync/convert.h"
 #include "services/sync/lock_stream_reactor.h"
@@ -15,15 +16,6 @@ namespace spindle::services {
 using sync_convert::FromProto;
 using sync_convert::Ms;
 using sync_convert::ToProto;
-
-absl::Time DeadlineOf(const grpc::ServerContextBase* context) {
-  auto deadline = context->deadline();
-  auto now = std::chrono::system_clock::now();
-  if (deadline >= now + std::chrono::hours(24 * 365)) {
-    return absl::InfiniteFuture();
-  }
-  return absl::Now() + absl::FromChrono(deadline - now);
-}
 
 namespace {
 
@@ -64,7 +56,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::Acquire(grpc::CallbackServerContext* 
                                                    v1::AcquireResponse* response) {
   auto* call = new WaitingCall(context, locks_);
   sync::AcquireParams params;
-  if (absl::Status s = FromProto(*request, DeadlineOf(context), &params); !s.ok()) {
+  if (absl::Status s = FromProto(*request, CallDeadline(*context), &params); !s.ok()) {
     call->FinishNow(ToGrpcStatus(s));
     return call;
   }
@@ -146,7 +138,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::WaitEvent(grpc::CallbackServerContext
   params.name = request->name();
   params.wait = request->wait();
   params.max_wait = Ms(request->max_wait_ms());
-  params.deadline = DeadlineOf(context);
+  params.deadline = CallDeadline(*context);
   params.owner = request->owner();
   call->Started(locks_.WaitEvent(std::move(params), [call, response](absl::StatusOr<bool> set) {
     call->Complete(
@@ -167,7 +159,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::WaitBarrier(grpc::CallbackServerConte
   params.name = request->name();
   params.parties = request->parties();
   params.max_wait = Ms(request->max_wait_ms());
-  params.deadline = DeadlineOf(context);
+  params.deadline = CallDeadline(*context);
   params.owner = request->owner();
   call->Started(locks_.WaitBarrier(std::move(params),
                                    [call, response](absl::StatusOr<sync::BarrierResult> result) {
@@ -216,7 +208,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::WaitCondition(grpc::CallbackServerCon
   params.name = request->name();
   params.lease_id = request->lease_id();
   params.max_wait = Ms(request->max_wait_ms());
-  params.deadline = DeadlineOf(context);
+  params.deadline = CallDeadline(*context);
   sync::LockTable* locks = &locks_;
   call->Started(locks_.WaitCondition(
       std::move(params), [call, response, locks](absl::StatusOr<sync::ConditionResult> result) {

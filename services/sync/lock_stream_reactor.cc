@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/coro_call.h"
 #include "services/common/status_convert.h"
 #include "services/sync/convert.h"
 #include "services/sync/waiting_call.h"
@@ -126,7 +127,7 @@ void LockStreamReactor::Handle(const v1::LockStreamRequest& request) {
 
 void LockStreamReactor::StartAcquire(uint64_t call_id, int64_t timeout_ms,
                                      const v1::AcquireRequest& acquire) {
-  absl::Time deadline = DeadlineOf(context_);
+  absl::Time deadline = CallDeadline(*context_);
   if (timeout_ms > 0) {
     deadline = std::min(deadline, absl::Now() + absl::Milliseconds(timeout_ms));
   }

@@ -28,9 +28,6 @@
 
 namespace spindle::services {
 
-// The call's deadline as an absl::Time; InfiniteFuture when it has none.
-absl::Time DeadlineOf(const grpc::ServerContextBase* context);
-
 class WaitingCall final : public grpc::ServerUnaryReactor {
  public:
   WaitingCall(grpc::CallbackServerContext* context, sync::LockTable& table)
