@@ -9,6 +9,28 @@
 
 namespace spindle::services {
 
+// TLS on the gRPC port (docs/SECURITY.md). Both files empty: plaintext.
+struct TlsConfig {
+  // PEM server certificate chain and private key; both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // PEM CA bundle; set: every client must present a certificate it signed (mTLS).
+  std::string client_ca_file;
+  // How often the three files are re-read, seconds; changed files apply to new connections.
+  int reload_interval_s = 60;
+  bool enabled() const { return !cert_file.empty() || !key_file.empty(); }
+};
+
+// Bearer-token authentication and roles (docs/SECURITY.md). Empty tokens_file: no tokens.
+struct AuthConfig {
+  // Lines of `name role token [expires=RFC3339]`; re-read when it changes.
+  std::string tokens_file;
+  // /metrics asks for HTTP basic auth: user = token name, password = token.
+  bool metrics_require_token = false;
+  // How often the tokens file is checked for changes; zero checks on every call.
+  absl::Duration tokens_reload_interval = absl::Seconds(1);
+};
+
 struct ServerConfig {
   // gRPC listen address, host:port; port 0 picks a free port (the log and GetServerInfo say which).
   std::string listen = "127.0.0.1:50051";
@@ -33,6 +55,11 @@ struct ServerConfig {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // trace, debug, info, warn, error, off.
   std::string log_level = "info";
+  // Transport security and authentication; see TlsConfig and AuthConfig.
+  TlsConfig tls;
+  AuthConfig auth;
+  // Allows a non-loopback --listen with neither TLS nor tokens (loud warning in the log).
+  bool insecure = false;
 };
 
 }  // namespace spindle::services

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/auth/credentials.h"
 #include "services/interceptors/errors_interceptor.h"
 #include "services/interceptors/metrics_interceptor.h"
 #include "services/metrics/function_collector.h"
@@ -108,6 +109,8 @@ absl::Status SpindleServer::Init() {
   // Metrics first: the interceptors record into the registry.
   registry_ = std::make_shared<prometheus::Registry>();
   grpc_metrics_ = std::make_shared<GrpcServerMetrics>(*registry_);
+  SPINDLE_ASSIGN_OR_RETURN(auth::ServerSecurity security,
+                           auth::MakeServerSecurity(config_, listen.host, registry_));
   if (!config_.metrics_listen.empty()) {
     SPINDLE_ASSIGN_OR_RETURN(HostPort metrics, SplitHostPort("--metrics-listen",
                                                              config_.metrics_listen));
@@ -119,6 +122,7 @@ absl::Status SpindleServer::Init() {
                                          config_.metrics_listen, "': ", e.what(),
                                          " (address in use or not local?)"));
     }
+    auth::ProtectMetrics(config_, security, *exposer_);
     auto ports = exposer_->GetListeningPorts();
     metrics_address_ =
         absl::StrCat(metrics.host, ":", ports.empty() ? metrics.port : ports.front());
@@ -185,7 +189,7 @@ absl::Status SpindleServer::Init() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(config_.listen, security.credentials, &port_);
   // Without this a second server could bind the same port (SO_REUSEPORT) and split the traffic.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));

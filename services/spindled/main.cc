@@ -73,6 +73,31 @@ void AddFlags(CLI::App& app, ServerConfig& config, int64_t& grace_ms) {
       ->envname("SPINDLE_SHUTDOWN_GRACE_MS")
       ->check(CLI::Range(int64_t{0}, int64_t{3600000}))
       ->capture_default_str();
+  // Transport security and authentication (docs/SECURITY.md).
+  app.add_option("--tls-cert", config.tls.cert_file,
+                 "PEM server certificate chain; with --tls-key turns TLS on")
+      ->envname("SPINDLE_TLS_CERT");
+  app.add_option("--tls-key", config.tls.key_file, "PEM private key of --tls-cert")
+      ->envname("SPINDLE_TLS_KEY");
+  app.add_option("--tls-client-ca", config.tls.client_ca_file,
+                 "PEM CA bundle; clients must present a certificate it signed (mTLS)")
+      ->envname("SPINDLE_TLS_CLIENT_CA");
+  app.add_option("--tls-reload-interval-s", config.tls.reload_interval_s,
+                 "how often the TLS files are re-read (rotation without restart), seconds")
+      ->envname("SPINDLE_TLS_RELOAD_INTERVAL_S")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--auth-tokens", config.auth.tokens_file,
+                 "bearer tokens file, lines of 'name role token [expires=RFC3339]'; roles "
+                 "read-only, sync, exec, admin; re-read when it changes")
+      ->envname("SPINDLE_AUTH_TOKENS");
+  app.add_flag("--metrics-require-token", config.auth.metrics_require_token,
+               "put /metrics behind HTTP basic auth: user = token name, password = token")
+      ->envname("SPINDLE_METRICS_REQUIRE_TOKEN");
+  app.add_flag("--insecure", config.insecure,
+               "allow a non-loopback --listen with neither TLS nor tokens (anyone who reaches "
+               "the port can spawn processes)")
+      ->envname("SPINDLE_INSECURE");
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error or off")
       ->envname("SPINDLE_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
