@@ -1,6 +1,9 @@
 #include "services/spindlectl/cli.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/create_channel.h>
@@ -13,11 +16,65 @@ namespace spindle::cli {
 
 Cli::Cli(const GlobalOptions& options) : options_(options) {}
 
+namespace {
+
+// The contents of `path`; exits with kUsage naming `flag` when it cannot be read.
+std::string ReadFileOrExit(const char* flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    std::fprintf(stderr, "spindlectl: %s '%s' cannot be read\n", flag, path.c_str());
+    std::exit(kUsage);
+  }
+  return text.str();
+}
+
+}  // namespace
+
 std::shared_ptr<grpc::Channel> Cli::channel() {
   if (channel_ == nullptr) {
-    channel_ = grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials());
+    const SecurityOptions& s = security_;
+    if (!s.tls && s.tls_ca.empty() && s.tls_cert.empty()) {
+      channel_ = grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials());
+      return channel_;
+    }
+    grpc::SslCredentialsOptions ssl;
+    if (!s.tls_ca.empty()) {
+      ssl.pem_root_certs = ReadFileOrExit("--tls-ca", s.tls_ca);
+    }
+    if (!s.tls_cert.empty() || !s.tls_key.empty()) {
+      if (s.tls_cert.empty() || s.tls_key.empty()) {
+        std::fprintf(stderr, "spindlectl: --tls-cert and --tls-key go together\n");
+        std::exit(kUsage);
+      }
+      ssl.pem_cert_chain = ReadFileOrExit("--tls-cert", s.tls_cert);
+      ssl.pem_private_key = ReadFileOrExit("--tls-key", s.tls_key);
+    }
+    grpc::ChannelArguments args;
+    if (!s.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(s.tls_server_name);
+    }
+    channel_ = grpc::CreateCustomChannel(options_.address, grpc::SslCredentials(ssl), args);
   }
   return channel_;
+}
+
+void AddSecurityOptions(CLI::App& app, Cli& cli, int* /*exit_code*/) {
+  SecurityOptions& s = cli.security();
+  app.add_flag("--tls", s.tls, "connect with TLS, trusting the system's roots")
+      ->envname("SPINDLE_TLS");
+  app.add_option("--tls-ca", s.tls_ca, "PEM roots to trust for the server; implies TLS")
+      ->envname("SPINDLE_TLS_CA");
+  app.add_option("--tls-cert", s.tls_cert, "PEM client certificate for mTLS (with --tls-key)")
+      ->envname("SPINDLE_CLIENT_CERT");
+  app.add_option("--tls-key", s.tls_key, "PEM private key of --tls-cert")
+      ->envname("SPINDLE_CLIENT_KEY");
+  app.add_option("--tls-server-name", s.tls_server_name,
+                 "name the server's certificate must carry, when not the --address host")
+      ->envname("SPINDLE_TLS_SERVER_NAME");
+  app.add_option("--token", s.token, "bearer token sent with every call (prefer SPINDLE_TOKEN)")
+      ->envname("SPINDLE_TOKEN");
 }
 
 std::unique_ptr<grpc::ClientContext> Cli::Context() const {
@@ -25,6 +82,9 @@ std::unique_ptr<grpc::ClientContext> Cli::Context() const {
   if (options_.timeout_ms > 0) {
     context->set_deadline(std::chrono::system_clock::now() +
                           std::chrono::milliseconds(options_.timeout_ms));
+  }
+  if (!security_.token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + security_.token);
   }
   return context;
 }

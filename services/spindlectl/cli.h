@@ -38,12 +38,23 @@ struct GlobalOptions {
   int64_t timeout_ms = 10000;
 };
 
+// How the channel is secured and the calls authenticated (--tls-ca, --token, ...).
+struct SecurityOptions {
+  bool tls = false;             // TLS with the system's roots
+  std::string tls_ca;           // PEM roots to trust instead; implies TLS
+  std::string tls_cert;         // PEM client certificate for mTLS; with tls_key
+  std::string tls_key;          // PEM private key of tls_cert
+  std::string tls_server_name;  // name to expect in the server's certificate, if not the host
+  std::string token;            // bearer token sent with every call
+};
+
 class Cli {
  public:
   // `options` is read at each call, so it may be filled in after construction (by parsing).
   explicit Cli(const GlobalOptions& options);
 
   const GlobalOptions& options() const { return options_; }
+  SecurityOptions& security() { return security_; }
   std::shared_ptr<grpc::Channel> channel();
   // A context with the --timeout-ms deadline (0: none).
   std::unique_ptr<grpc::ClientContext> Context() const;
@@ -56,6 +67,7 @@ class Cli {
 
  private:
   const GlobalOptions& options_;
+  SecurityOptions security_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 
@@ -70,6 +82,7 @@ using CommandAdder = void (*)(CLI::App& app, Cli& cli, int* exit_code);
 
 // One function per command group, each in its own <group>_commands.cc; main.cc calls them all.
 void AddServerCommands(CLI::App& app, Cli& cli, int* exit_code);
+void AddSecurityOptions(CLI::App& app, Cli& cli, int* exit_code);  // global --tls-*, --token
 void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code);
 
 }  // namespace spindle::cli

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   // ---- command groups (one line each) ----
   spindle::cli::AddSyncCommands(app, cli, &exit_code);
   spindle::cli::AddServerCommands(app, cli, &exit_code);
+  spindle::cli::AddSecurityOptions(app, cli, &exit_code);
   // ---- end of command groups ----
 
   try {
