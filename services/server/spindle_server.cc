@@ -16,6 +16,7 @@
 #include "services/interceptors/metrics_interceptor.h"
 #include "services/metrics/function_collector.h"
 #include "services/metrics/process_metrics.h"
+#include "services/process/process_capability.h"
 #include "services/scheduler/scheduler_service.h"
 #include "services/server/capability.h"
 #include "services/server/executor_metrics.h"
@@ -148,6 +149,7 @@ absl::Status SpindleServer::Init() {
   // ---- capabilities (one line each) ----
   capabilities_.push_back(MakeSyncCapability(*context_));
   capabilities_.push_back(MakeSchedulerCapability(*context_));
+  capabilities_.push_back(MakeProcessCapability(*context_));
   // ---- end of capabilities ----
 
   // Services no capability implements yet answer UNIMPLEMENTED (NOT_IMPLEMENTED).

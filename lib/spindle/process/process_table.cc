@@ -1102,6 +1102,9 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     if (!StdinProgressLocked(rec, pending)) {
       return;  // Done (or failed) at once.
     }
+    if (rec.stdin_writer_active) {
+      return;  // The running StdinLoop picks this write up when the pipe is writable.
+    }
     rec.stdin_writer_active = true;
     executor_.Spawn(StdinLoop(shared_from_this(), rec_ptr, rec.generation, rec.stdin_fd.get(),
                               rec.run_cancel->token()));
@@ -1163,6 +1166,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     bool again = false;
     if (rec->generation != gen || !rec->stdin_write.has_value()) {
       rec->stdin_writer_active = false;
+      if (rec->run_exited) rec->stdin_fd.Reset();
     } else if (!waited.ok() || rec->run_exited) {
       CompleteStdinLocked(
           *rec,
@@ -1525,6 +1529,10 @@ absl::StatusOr<ProcessView> ProcessTable::Spawn(ProcessSpec spec, absl::string_v
                                              "': this server has no session service"));
     }
     absl::Status alive = impl.sessions_->CheckAlive(spec.session_id);
+    if (!alive.ok() && alive.code() != absl::StatusCode::kNotFound &&
+        alive.code() != absl::StatusCode::kAborted) {
+      return alive;
+    }
     if (!alive.ok()) {
       return NotFound(Reason(alive).empty() ? "SESSION_NOT_FOUND" : Reason(alive),
                       absl::StrCat("spec.session_id: ", alive.message()));
@@ -1933,8 +1941,16 @@ absl::StatusOr<uint64_t> ProcessTable::AcquireStdin(absl::string_view id) {
 void ProcessTable::ReleaseStdin(absl::string_view id, uint64_t lease) {
   auto rec = impl_->Find(id);
   if (rec == nullptr) return;
-  absl::MutexLock lock(&rec->mu);
-  if (rec->stdin_lease == lease) rec->stdin_lease = 0;
+  absl::ReleasableMutexLock lock(&rec->mu);
+  if (rec->stdin_lease != lease) return;
+  rec->stdin_lease = 0;
+  Pending pending;
+  if (rec->stdin_write.has_value()) {
+    // The owner went away with a write the pipe has not taken yet: drop the rest of it.
+    impl_->CompleteStdinLocked(*rec, Cancelled("the stdin writer went away"), pending);
+  }
+  lock.Release();
+  for (auto& call : pending.calls) std::move(call)();
 }
 
 void ProcessTable::WriteStdin(absl::string_view id, uint64_t lease, std::string data,
