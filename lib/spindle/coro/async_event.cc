@@ -1,18 +1,19 @@
 #include "spindle/coro/async_event.h"
 
 #include "absl/base/internal/raw_logging.h"
+#include "spindle/coro/internal/mutex.h"
 
 namespace spindle::coro {
 
 AsyncEvent::~AsyncEvent() {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   ABSL_RAW_CHECK(waiters_.empty(), "AsyncEvent destroyed while coroutines wait on it");
 }
 
 void AsyncEvent::Set() {
   internal::WaiterChain<WaitOperation> woken;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (set_.load(std::memory_order_relaxed)) {
       return;
     }
@@ -26,12 +27,12 @@ void AsyncEvent::Set() {
 }
 
 void AsyncEvent::Clear() {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   set_.store(false, std::memory_order_release);
 }
 
 size_t AsyncEvent::waiters() const {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   return waiters_.size();
 }
 
@@ -49,7 +50,7 @@ bool AsyncEvent::WaitOperation::await_ready() {
 bool AsyncEvent::WaitOperation::await_suspend(std::coroutine_handle<> handle) {
   Prepare(handle);
   {
-    absl::MutexLock lock(&event_->mu_);
+    internal::MutexLock lock(&event_->mu_);
     if (event_->set_.load(std::memory_order_relaxed)) {
       EndInline(absl::OkStatus());
       return false;
@@ -62,7 +63,7 @@ bool AsyncEvent::WaitOperation::await_suspend(std::coroutine_handle<> handle) {
 void AsyncEvent::WaitOperation::OnCancel() {
   bool removed;
   {
-    absl::MutexLock lock(&event_->mu_);
+    internal::MutexLock lock(&event_->mu_);
     removed = event_->waiters_.Remove(this);
   }
   if (removed) {

@@ -18,8 +18,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "spindle/coro/cancellation.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/internal/wait_operation.h"
 #include "spindle/coro/internal/waiter.h"
 
@@ -70,7 +70,7 @@ class AsyncEvent {
     return WaitOperation(this, what, std::move(token));
   }
 
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   std::atomic<bool> set_;  // Written under mu_; read without it for the fast path.
   internal::WaiterList<WaitOperation> waiters_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,6 +1,7 @@
 #include "spindle/coro/async_mutex.h"
 
 #include "absl/base/internal/raw_logging.h"
+#include "spindle/coro/internal/mutex.h"
 
 namespace spindle::coro {
 
@@ -9,12 +10,12 @@ constexpr char kWhat[] = "AsyncMutex lock";
 }  // namespace
 
 AsyncMutex::~AsyncMutex() {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   ABSL_RAW_CHECK(!locked_ && waiters_.empty(), "AsyncMutex destroyed while locked or waited for");
 }
 
 std::optional<AsyncMutex::Guard> AsyncMutex::TryLock() {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   if (locked_) {
     return std::nullopt;
   }
@@ -23,19 +24,19 @@ std::optional<AsyncMutex::Guard> AsyncMutex::TryLock() {
 }
 
 bool AsyncMutex::IsLocked() const {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   return locked_;
 }
 
 size_t AsyncMutex::waiters() const {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   return waiters_.size();
 }
 
 void AsyncMutex::Unlock() {
   LockOperation* next;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     next = waiters_.PopFront();
     if (next == nullptr) {
       locked_ = false;
@@ -51,7 +52,7 @@ bool AsyncMutex::LockOperation::await_ready() {
   if (EndIfCancelled(kWhat)) {
     return true;
   }
-  absl::MutexLock lock(&mutex_->mu_);
+  internal::MutexLock lock(&mutex_->mu_);
   if (!mutex_->locked_) {
     mutex_->locked_ = true;
     EndInline(absl::OkStatus());
@@ -63,7 +64,7 @@ bool AsyncMutex::LockOperation::await_ready() {
 bool AsyncMutex::LockOperation::await_suspend(std::coroutine_handle<> handle) {
   Prepare(handle);
   {
-    absl::MutexLock lock(&mutex_->mu_);
+    internal::MutexLock lock(&mutex_->mu_);
     if (!mutex_->locked_) {
       mutex_->locked_ = true;
       EndInline(absl::OkStatus());
@@ -85,7 +86,7 @@ absl::StatusOr<AsyncMutex::Guard> AsyncMutex::LockOperation::await_resume() {
 void AsyncMutex::LockOperation::OnCancel() {
   bool removed;
   {
-    absl::MutexLock lock(&mutex_->mu_);
+    internal::MutexLock lock(&mutex_->mu_);
     removed = mutex_->waiters_.Remove(this);
   }
   if (removed) {

@@ -26,8 +26,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "spindle/coro/cancellation.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/internal/wait_operation.h"
 #include "spindle/coro/internal/waiter.h"
 
@@ -98,7 +98,7 @@ class AsyncMutex {
  private:
   void Unlock();
 
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   bool locked_ ABSL_GUARDED_BY(mu_) = false;
   internal::WaiterList<LockOperation> waiters_ ABSL_GUARDED_BY(mu_);
 };

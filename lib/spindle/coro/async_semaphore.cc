@@ -3,6 +3,7 @@
 #include "absl/base/internal/raw_logging.h"
 #include "absl/strings/str_cat.h"
 #include "spindle/common/status.h"
+#include "spindle/coro/internal/mutex.h"
 
 namespace spindle::coro {
 
@@ -15,7 +16,7 @@ AsyncSemaphore::AsyncSemaphore(int64_t permits) : available_(permits < 0 ? 0 : p
 }
 
 AsyncSemaphore::~AsyncSemaphore() {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   ABSL_RAW_CHECK(waiters_.empty(), "AsyncSemaphore destroyed while coroutines wait on it");
 }
 
@@ -23,7 +24,7 @@ bool AsyncSemaphore::TryAcquire(int64_t count) {
   if (count < 0) {
     return false;
   }
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   if (!waiters_.empty() || available_ < count) {
     return false;
   }
@@ -35,7 +36,7 @@ void AsyncSemaphore::Release(int64_t count) {
   ABSL_RAW_CHECK(count >= 0, "AsyncSemaphore::Release() of a negative count");
   Granted granted;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     available_ += count;
     GrantWaiters(granted);
   }
@@ -43,12 +44,12 @@ void AsyncSemaphore::Release(int64_t count) {
 }
 
 int64_t AsyncSemaphore::available() const {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   return available_;
 }
 
 size_t AsyncSemaphore::waiters() const {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   return waiters_.size();
 }
 
@@ -74,7 +75,7 @@ bool AsyncSemaphore::AcquireOperation::await_ready() {
   if (EndIfCancelled(kWhat)) {
     return true;
   }
-  absl::MutexLock lock(&semaphore_->mu_);
+  internal::MutexLock lock(&semaphore_->mu_);
   if (semaphore_->waiters_.empty() && semaphore_->available_ >= count_) {
     semaphore_->available_ -= count_;
     EndInline(absl::OkStatus());
@@ -86,7 +87,7 @@ bool AsyncSemaphore::AcquireOperation::await_ready() {
 bool AsyncSemaphore::AcquireOperation::await_suspend(std::coroutine_handle<> handle) {
   Prepare(handle);
   {
-    absl::MutexLock lock(&semaphore_->mu_);
+    internal::MutexLock lock(&semaphore_->mu_);
     if (semaphore_->waiters_.empty() && semaphore_->available_ >= count_) {
       semaphore_->available_ -= count_;
       EndInline(absl::OkStatus());
@@ -101,7 +102,7 @@ void AsyncSemaphore::AcquireOperation::OnCancel() {
   Granted granted;
   bool removed;
   {
-    absl::MutexLock lock(&semaphore_->mu_);
+    internal::MutexLock lock(&semaphore_->mu_);
     const bool was_first = semaphore_->waiters_.front() == this;
     removed = semaphore_->waiters_.Remove(this);
     if (removed && was_first) {

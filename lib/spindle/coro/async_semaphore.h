@@ -22,8 +22,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "spindle/coro/cancellation.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/internal/wait_operation.h"
 #include "spindle/coro/internal/waiter.h"
 
@@ -75,7 +75,7 @@ class AsyncSemaphore {
   void GrantWaiters(Granted& granted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Complete(Granted& granted);
 
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   int64_t available_ ABSL_GUARDED_BY(mu_);
   internal::WaiterList<AcquireOperation> waiters_ ABSL_GUARDED_BY(mu_);
 };

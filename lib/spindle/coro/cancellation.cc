@@ -6,8 +6,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "spindle/common/status.h"
+#include "spindle/coro/internal/mutex.h"
 
 namespace spindle::coro {
 namespace internal {
@@ -29,7 +29,7 @@ class CancellationState {
   bool IsCancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
 
   absl::Status reason() const {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     return reason_;
   }
 
@@ -60,7 +60,7 @@ class CancellationState {
 
   // Links `registration`; returns false (not linked) when already cancelled.
   bool Register(CancellationCallback* registration) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (cancelled_.load(std::memory_order_relaxed)) {
       return false;
     }
@@ -77,7 +77,7 @@ class CancellationState {
   }
 
   void Deregister(CancellationCallback* registration) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (registration->linked_) {
       Unlink(registration);
       return;
@@ -107,8 +107,8 @@ class CancellationState {
 
   std::atomic<int32_t> refs_{1};
   std::atomic<bool> cancelled_{false};
-  mutable absl::Mutex mu_;
-  absl::CondVar callback_done_;
+  mutable internal::Mutex mu_;
+  internal::CondVar callback_done_;
   absl::Status reason_ ABSL_GUARDED_BY(mu_);
   CancellationCallback* head_ ABSL_GUARDED_BY(mu_) = nullptr;
   CancellationCallback* tail_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -34,9 +34,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "spindle/common/status.h"
 #include "spindle/coro/cancellation.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/internal/wait_operation.h"
 #include "spindle/coro/internal/waiter.h"
 
@@ -87,7 +87,7 @@ class Channel {
 
   explicit Channel(size_t capacity) : capacity_(capacity) {}
   ~Channel() {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     ABSL_RAW_CHECK(senders_.empty() && receivers_.empty(),
                    "Channel destroyed while coroutines wait on it");
   }
@@ -111,15 +111,24 @@ class Channel {
   void Close();
 
   bool closed() const {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     return closed_;
   }
   // Buffered items.
   size_t size() const {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     return buffer_.size();
   }
   size_t capacity() const noexcept { return capacity_; }
+  // Coroutines suspended in Send() (channel full) / Receive() (channel empty).
+  size_t senders_waiting() const {
+    internal::MutexLock lock(&mu_);
+    return senders_.size();
+  }
+  size_t receivers_waiting() const {
+    internal::MutexLock lock(&mu_);
+    return receivers_.size();
+  }
 
  private:
   static absl::Status SendClosed() {
@@ -163,7 +172,7 @@ class Channel {
   }
 
   const size_t capacity_;
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   std::deque<T> buffer_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   internal::WaiterList<SendOperation> senders_ ABSL_GUARDED_BY(mu_);
@@ -176,7 +185,7 @@ bool Channel<T>::SendOperation::await_suspend(std::coroutine_handle<> handle) {
   ReceiveOperation* receiver = nullptr;
   bool queued = false;
   {
-    absl::MutexLock lock(&channel_->mu_);
+    internal::MutexLock lock(&channel_->mu_);
     if (channel_->closed_) {
       EndInline(SendClosed());
       return false;
@@ -202,7 +211,7 @@ template <typename T>
 void Channel<T>::SendOperation::OnCancel() {
   bool removed;
   {
-    absl::MutexLock lock(&channel_->mu_);
+    internal::MutexLock lock(&channel_->mu_);
     removed = channel_->senders_.Remove(this);
   }
   if (removed) {
@@ -216,7 +225,7 @@ bool Channel<T>::ReceiveOperation::await_suspend(std::coroutine_handle<> handle)
   SendOperation* sender = nullptr;
   bool queued = false;
   {
-    absl::MutexLock lock(&channel_->mu_);
+    internal::MutexLock lock(&channel_->mu_);
     value_ = channel_->Take(&sender);
     if (!value_.has_value()) {
       if (channel_->closed_) {
@@ -251,7 +260,7 @@ template <typename T>
 void Channel<T>::ReceiveOperation::OnCancel() {
   bool removed;
   {
-    absl::MutexLock lock(&channel_->mu_);
+    internal::MutexLock lock(&channel_->mu_);
     removed = channel_->receivers_.Remove(this);
   }
   if (removed) {
@@ -263,7 +272,7 @@ template <typename T>
 absl::Status Channel<T>::TrySend(T&& value) {
   ReceiveOperation* receiver;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (closed_) {
       return SendClosed();
     }
@@ -283,7 +292,7 @@ absl::StatusOr<std::optional<T>> Channel<T>::TryReceive() {
   SendOperation* sender;
   std::optional<T> value;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     value = Take(&sender);
     if (!value.has_value() && closed_) {
       return ReceiveClosed();
@@ -300,7 +309,7 @@ void Channel<T>::Close() {
   internal::WaiterChain<SendOperation> senders;
   internal::WaiterChain<ReceiveOperation> receivers;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (closed_) {
       return;
     }

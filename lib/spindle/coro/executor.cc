@@ -15,6 +15,7 @@
 #include "spindle/common/status.h"
 #include "spindle/coro/internal/live_frames.h"
 #include "spindle/coro/internal/local_queue.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/task_scope.h"
 
 namespace spindle::coro {
@@ -159,7 +160,7 @@ void Executor::Shutdown() {
                  "Executor::Shutdown() called on one of its own worker threads");
   ABSL_RAW_CHECK(reactor_ == nullptr || !reactor_->OnReactorThread(),
                  "Executor::Shutdown() called on its reactor thread");
-  absl::MutexLock lock(&shutdown_mu_);
+  internal::MutexLock lock(&shutdown_mu_);
   if (shut_down_) {
     return;
   }
@@ -176,7 +177,7 @@ void Executor::Shutdown() {
     reactor_->Stop();
   }
   {
-    absl::MutexLock inject_lock(&inject_mu_);
+    internal::MutexLock inject_lock(&inject_mu_);
     accepting_ = false;
   }
   stopping_.store(true, std::memory_order_seq_cst);
@@ -288,7 +289,7 @@ ExecutorStats Executor::Stats() const {
   stats.pending_timers = reactor_->pending_timers();
   stats.registered_fds = reactor_->registered_fds();
   {
-    absl::MutexLock lock(&inject_mu_);
+    internal::MutexLock lock(&inject_mu_);
     stats.queue_lag = queue_lag_.Snapshot(internal::MonotonicNowNs());
   }
   stats.timer_lag = reactor_->timer_lag();
@@ -338,7 +339,7 @@ bool Executor::EnqueueYield(void* item) noexcept {
 bool Executor::Inject(void* item) {
   const int64_t now = internal::MonotonicNowNs();
   {
-    absl::MutexLock lock(&inject_mu_);
+    internal::MutexLock lock(&inject_mu_);
     if (!accepting_) {
       return false;
     }
@@ -356,7 +357,7 @@ void Executor::InjectBatch(const std::vector<void*>& items, bool force) {
   const int64_t now = internal::MonotonicNowNs();
   bool accepted = true;
   {
-    absl::MutexLock lock(&inject_mu_);
+    internal::MutexLock lock(&inject_mu_);
     if (accepting_ || force) {
       for (void* item : items) {
         injected_.push_back(Injected{item, now});
@@ -478,7 +479,7 @@ void* Executor::PopInjected(internal::Worker& worker) {
   void* first = nullptr;
   size_t moved = 0;
   {
-    absl::MutexLock lock(&inject_mu_);
+    internal::MutexLock lock(&inject_mu_);
     if (injected_.empty()) {
       return nullptr;
     }

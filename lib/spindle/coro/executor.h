@@ -54,11 +54,11 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "spindle/coro/cancellation.h"
 #include "spindle/coro/internal/event_count.h"
 #include "spindle/coro/internal/lag_tracker.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/internal/reactor.h"
 #include "spindle/coro/internal/wait_operation.h"
 #include "spindle/coro/internal/waiter.h"
@@ -245,7 +245,7 @@ class Executor {
   std::atomic<bool> waking_{false};
   std::atomic<bool> stopping_{false};
 
-  mutable absl::Mutex inject_mu_;
+  mutable internal::Mutex inject_mu_;
   std::deque<Injected> injected_ ABSL_GUARDED_BY(inject_mu_);
   bool accepting_ ABSL_GUARDED_BY(inject_mu_) = true;
   internal::LagTracker queue_lag_ ABSL_GUARDED_BY(inject_mu_);
@@ -259,7 +259,7 @@ class Executor {
   std::atomic<uint64_t> tasks_completed_{0};
   std::atomic<uint64_t> posted_{0};
 
-  absl::Mutex shutdown_mu_;
+  internal::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 

@@ -18,8 +18,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "absl/base/internal/raw_logging.h"
 #include "spindle/coro/internal/event_count.h"
 #include "spindle/coro/internal/live_frames.h"
+#include "spindle/coro/internal/waiter.h"
 #include "spindle/coro/task.h"
 
 namespace spindle::coro {
@@ -98,6 +100,8 @@ SyncWaitDriver DriveSyncWait(Task<T> task, SyncWaitState<T>* state) {
 
 template <typename T>
 T SyncWait(Task<T> task) {
+  ABSL_RAW_CHECK(internal::CurrentExecutor() == nullptr,
+                 "SyncWait() called on an executor worker: it would block a thread the task needs");
   internal::SyncWaitState<T> state;
   {
     internal::SyncWaitDriver driver = internal::DriveSyncWait(std::move(task), &state);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "spindle/common/status.h"
 #include "spindle/coro/executor.h"
+#include "spindle/coro/internal/mutex.h"
 
 namespace spindle::coro {
 namespace internal {
@@ -73,7 +74,7 @@ void TaskScope::OnChildDone(std::exception_ptr error) noexcept {
                    Describe(error).c_str());
     }
     {
-      absl::MutexLock lock(&error_mu_);
+      internal::MutexLock lock(&error_mu_);
       if (!first_error_) {
         first_error_ = error;
       }
@@ -122,7 +123,7 @@ bool JoinOperation::await_suspend(std::coroutine_handle<> handle) noexcept {
 void JoinOperation::await_resume() {
   std::exception_ptr error;
   {
-    absl::MutexLock lock(&scope_->error_mu_);
+    internal::MutexLock lock(&scope_->error_mu_);
     error = std::exchange(scope_->first_error_, nullptr);
   }
   if (error) {

@@ -31,8 +31,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "spindle/coro/cancellation.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/task.h"
 
 namespace spindle::coro {
@@ -101,7 +101,7 @@ class TaskScope {
   std::coroutine_handle<> joiner_;  // Written by Join() before it sets the joiner bit.
   Executor* joiner_target_ = nullptr;
 
-  absl::Mutex error_mu_;
+  internal::Mutex error_mu_;
   std::exception_ptr first_error_ ABSL_GUARDED_BY(error_mu_);
 };
 

@@ -58,8 +58,8 @@ class FramePromise {
   static void* operator new(std::size_t size) {
     return ::operator new (size, std::align_val_t{alignof(std::max_align_t)});
   }
-  static void operator delete(void* frame, std::size_t size) noexcept {
-    ::operator delete (frame, size, std::align_val_t{alignof(std::max_align_t)});
+  static void operator delete(void* frame) noexcept {
+    ::operator delete (frame, std::align_val_t{alignof(std::max_align_t)});
   }
 };
 

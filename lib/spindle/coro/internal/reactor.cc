@@ -14,6 +14,7 @@
 #include "absl/base/internal/raw_logging.h"
 #include "absl/strings/str_cat.h"
 #include "spindle/coro/executor.h"
+#include "spindle/coro/internal/mutex.h"
 
 namespace spindle::coro::internal {
 namespace {
@@ -146,7 +147,7 @@ void Reactor::ArmTimerFd(int64_t deadline_ns) {
 }
 
 void Reactor::AddTimer(Timer* timer, int64_t deadline_ns) {
-  absl::MutexLock lock(&timers_mu_);
+  MutexLock lock(&timers_mu_);
   timer->deadline_ns = deadline_ns;
   timer->firing = false;
   timers_.Push(timer);
@@ -156,7 +157,7 @@ void Reactor::AddTimer(Timer* timer, int64_t deadline_ns) {
 }
 
 bool Reactor::CancelTimer(Timer* timer) {
-  absl::MutexLock lock(&timers_mu_);
+  MutexLock lock(&timers_mu_);
   if (timers_.Remove(timer)) {
     // The timerfd may stay armed for it: the spurious pass re-arms for the next deadline.
     return true;
@@ -173,7 +174,7 @@ void Reactor::ProcessTimers() {
   const int64_t now = MonotonicNowNs();
   bool any_waited_for = false;
   {
-    absl::MutexLock lock(&timers_mu_);
+    MutexLock lock(&timers_mu_);
     while (!timers_.empty() && timers_.top()->deadline_ns <= now &&
            expired_.size() < kMaxTimersPerPass) {
       Timer* timer = static_cast<Timer*>(timers_.Pop());
@@ -198,7 +199,7 @@ void Reactor::ProcessTimers() {
   }
   expired_.clear();
   if (any_waited_for) {
-    absl::MutexLock lock(&timers_mu_);
+    MutexLock lock(&timers_mu_);
     for (Timer* timer : waited_for) {
       timer->firing = false;
     }
@@ -207,12 +208,12 @@ void Reactor::ProcessTimers() {
 }
 
 int64_t Reactor::pending_timers() const {
-  absl::MutexLock lock(&timers_mu_);
+  MutexLock lock(&timers_mu_);
   return static_cast<int64_t>(timers_.size());
 }
 
 LagStats Reactor::timer_lag() const {
-  absl::MutexLock lock(&timers_mu_);
+  MutexLock lock(&timers_mu_);
   return timer_lag_.Snapshot(MonotonicNowNs());
 }
 
@@ -243,7 +244,7 @@ absl::Status Reactor::SyncRegistration(int fd, FdEntry& entry) {
 
 absl::StatusOr<bool> Reactor::AddFdWaiter(FdWaiter* waiter) {
   const int fd = waiter->fd;
-  absl::MutexLock lock(&fds_mu_);
+  MutexLock lock(&fds_mu_);
   auto [it, inserted] = fds_.try_emplace(fd);
   FdEntry& entry = it->second;
   (waiter->writable ? entry.writers : entry.readers).PushBack(waiter);
@@ -276,7 +277,7 @@ absl::StatusOr<bool> Reactor::AddFdWaiter(FdWaiter* waiter) {
 }
 
 bool Reactor::RemoveFdWaiter(FdWaiter* waiter) {
-  absl::MutexLock lock(&fds_mu_);
+  MutexLock lock(&fds_mu_);
   if (!waiter->queued) {
     return false;
   }
@@ -291,7 +292,7 @@ bool Reactor::RemoveFdWaiter(FdWaiter* waiter) {
 void Reactor::ProcessFd(int fd, uint32_t events) {
   WaiterChain<FdWaiter> ready;
   {
-    absl::MutexLock lock(&fds_mu_);
+    MutexLock lock(&fds_mu_);
     auto it = fds_.find(fd);
     if (it == fds_.end()) {
       return;  // Its last waiter was cancelled after the event was queued.
@@ -324,7 +325,7 @@ void Reactor::ProcessFd(int fd, uint32_t events) {
 }
 
 int64_t Reactor::registered_fds() const {
-  absl::MutexLock lock(&fds_mu_);
+  MutexLock lock(&fds_mu_);
   return static_cast<int64_t>(fds_.size());
 }
 

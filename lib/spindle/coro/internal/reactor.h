@@ -25,8 +25,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "spindle/coro/internal/lag_tracker.h"
+#include "spindle/coro/internal/mutex.h"
 #include "spindle/coro/internal/timer_heap.h"
 #include "spindle/coro/internal/waiter.h"
 #include "spindle/coro/stats.h"
@@ -115,13 +115,13 @@ class Reactor {
   std::thread thread_;
   std::atomic<bool> stop_{false};
 
-  mutable absl::Mutex timers_mu_;
-  absl::CondVar fire_done_;
+  mutable Mutex timers_mu_;
+  CondVar fire_done_;
   TimerHeap timers_ ABSL_GUARDED_BY(timers_mu_);
   int64_t armed_deadline_ns_ ABSL_GUARDED_BY(timers_mu_);
   LagTracker timer_lag_ ABSL_GUARDED_BY(timers_mu_);
 
-  mutable absl::Mutex fds_mu_;
+  mutable Mutex fds_mu_;
   absl::flat_hash_map<int, FdEntry> fds_ ABSL_GUARDED_BY(fds_mu_);
 
   // Reactor thread only.
