@@ -16,6 +16,7 @@
 #include "services/interceptors/metrics_interceptor.h"
 #include "services/metrics/function_collector.h"
 #include "services/metrics/process_metrics.h"
+#include "services/queue/queue_capability.h"
 #include "services/process/process_capability.h"
 #include "services/scheduler/scheduler_service.h"
 #include "services/server/capability.h"
@@ -150,6 +151,7 @@ absl::Status SpindleServer::Init() {
   capabilities_.push_back(MakeSyncCapability(*context_));
   capabilities_.push_back(MakeSchedulerCapability(*context_));
   capabilities_.push_back(MakeProcessCapability(*context_));
+  capabilities_.push_back(MakeQueueCapability(*context_));
   // ---- end of capabilities ----
 
   // Services no capability implements yet answer UNIMPLEMENTED (NOT_IMPLEMENTED).

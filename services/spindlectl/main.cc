@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   spindle::cli::AddSyncCommands(app, cli, &exit_code);
   spindle::cli::AddServerCommands(app, cli, &exit_code);
   spindle::cli::AddSecurityOptions(app, cli, &exit_code);
+  spindle::cli::AddQueueCommands(app, cli, &exit_code);
+  spindle::cli::AddValueCommands(app, cli, &exit_code);
   // ---- end of command groups ----
 
   try {

@@ -827,16 +827,16 @@ int64_t Queue::AddCredit(WaiterId id, int64_t items) {
     if (it == consumers_.end()) {
       return 0;
     }
-    GetWaiter& waiter = *it->second;
-    waiter.credit = std::min(waiter.credit + items, kMaxCredit);
-    if (!waiter.queued && waiter.credit > 0) {
-      waiter.queued = true;
-      waiter.since = env_->timers->Now();
-      getters_.push_back(it->second);
+    std::shared_ptr<GetWaiter> waiter = it->second;  // Dispatch may end (and erase) it
+    waiter->credit = std::min(waiter->credit + items, kMaxCredit);
+    if (!waiter->queued && waiter->credit > 0) {
+      waiter->queued = true;
+      waiter->since = env_->timers->Now();
+      getters_.push_back(waiter);
       getter_index_[id] = std::prev(getters_.end());
     }
     Dispatch(pending);
-    credit = it->second->credit;
+    credit = waiter->credit;
   }
   pending.Run(*this);
   return credit;

@@ -1,0 +1,59 @@
+// ValueService (protos/spindle/v1/value.proto) on the callback API over the value store.
+//
+// Every unary rpc validates, converts, calls the ValueStore and finishes on the calling thread
+// (no value call waits). WatchValues is a server-streaming reactor (watch_reactor.h).
+//
+// Thread-safety: thread-safe.
+#ifndef SPINDLE_SERVICES_QUEUE_VALUE_SERVICE_H_
+#define SPINDLE_SERVICES_QUEUE_VALUE_SERVICE_H_
+
+#include <functional>
+
+#include "absl/strings/string_view.h"
+#include "services/queue/stream_set.h"
+#include "spindle/common/timer.h"
+#include "spindle/v1/value.grpc.pb.h"
+#include "spindle/value/value_store.h"
+
+namespace spindle::services {
+
+class ValueServiceImpl final : public v1::ValueService::CallbackService {
+ public:
+  // Called once per rpc with its operation name (get, set, add, cas, delete, list, watch).
+  using OpCounter = std::function<void(absl::string_view op)>;
+
+  // REQUIRES: `store`, `timers` and `streams` outlive the service.
+  ValueServiceImpl(value::ValueStore& store, TimerService& timers, StreamSet& streams,
+                   OpCounter count_op);
+
+  grpc::ServerUnaryReactor* GetValue(grpc::CallbackServerContext* context,
+                                     const v1::GetValueRequest* request,
+                                     v1::GetValueResponse* response) override;
+  grpc::ServerUnaryReactor* SetValue(grpc::CallbackServerContext* context,
+                                     const v1::SetValueRequest* request,
+                                     v1::SetValueResponse* response) override;
+  grpc::ServerUnaryReactor* AddToValue(grpc::CallbackServerContext* context,
+                                       const v1::AddToValueRequest* request,
+                                       v1::AddToValueResponse* response) override;
+  grpc::ServerUnaryReactor* CompareAndSwapValue(grpc::CallbackServerContext* context,
+                                                const v1::CompareAndSwapValueRequest* request,
+                                                v1::CompareAndSwapValueResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteValue(grpc::CallbackServerContext* context,
+                                        const v1::DeleteValueRequest* request,
+                                        v1::DeleteValueResponse* response) override;
+  grpc::ServerUnaryReactor* ListValues(grpc::CallbackServerContext* context,
+                                       const v1::ListValuesRequest* request,
+                                       v1::ListValuesResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchValuesResponse>* WatchValues(
+      grpc::CallbackServerContext* context, const v1::WatchValuesRequest* request) override;
+
+ private:
+  value::ValueStore& store_;
+  TimerService& timers_;
+  StreamSet& streams_;
+  const OpCounter count_op_;
+};
+
+}  // namespace spindle::services
+
+#endif  // SPINDLE_SERVICES_QUEUE_VALUE_SERVICE_H_

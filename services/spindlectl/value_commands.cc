@@ -1,0 +1,403 @@
+// spindlectl value get|set|add|cas|delete|list|watch
+//
+// Values on the command line: --type int64|double|string|bytes|int64-array|double-array (arrays
+// comma-separated, e.g. 1,2,3); without --type a number that parses as int64 is an int64, else as
+// a double a double, else a string. Human output prints the data ("42", "[1, 2]", "{k: v}");
+// --json prints each response as one JSON line.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "services/spindlectl/cli.h"
+#include "spindle/v1/value.grpc.pb.h"
+
+namespace spindle::cli {
+namespace {
+
+struct ValueArgs {
+  std::string name;
+  std::string value;
+  std::string type;
+  std::vector<std::string> extra;
+  int64_t index = 0;
+  bool has_index = false;
+  std::string key;
+  bool keys = false;
+  int64_t ttl_ms = 0;
+  int64_t if_version = 0;
+  bool if_absent = false;
+  std::string expect;
+  int64_t expect_version = 0;
+  bool expect_absent = false;
+  std::string prefix;
+  int32_t page_size = 0;
+  std::string page_token;
+  int64_t from_version = 0;
+  int64_t count = 0;
+  bool initial_state = false;
+  std::string request_id;
+};
+
+bool ParseData(const std::string& text, const std::string& type, v1::ValueData* out) {
+  auto bad = [&] {
+    std::fprintf(stderr, "spindlectl: '%s' is not a %s\n", text.c_str(),
+                 type.empty() ? "value" : type.c_str());
+    return false;
+  };
+  int64_t i;
+  double d;
+  if (type.empty()) {
+    if (absl::SimpleAtoi(text, &i)) {
+      out->set_int64_value(i);
+    } else if (absl::SimpleAtod(text, &d)) {
+      out->set_double_value(d);
+    } else {
+      out->set_string_value(text);
+    }
+  } else if (type == "int64") {
+    if (!absl::SimpleAtoi(text, &i)) return bad();
+    out->set_int64_value(i);
+  } else if (type == "double") {
+    if (!absl::SimpleAtod(text, &d)) return bad();
+    out->set_double_value(d);
+  } else if (type == "string") {
+    out->set_string_value(text);
+  } else if (type == "bytes") {
+    out->set_bytes_value(text);
+  } else if (type == "int64-array") {
+    auto* items = out->mutable_int64_array()->mutable_items();
+    for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+      if (!absl::SimpleAtoi(part, &i)) return bad();
+      items->Add(i);
+    }
+  } else if (type == "double-array") {
+    auto* items = out->mutable_double_array()->mutable_items();
+    for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+      if (!absl::SimpleAtod(part, &d)) return bad();
+      items->Add(d);
+    }
+  } else {
+    std::fprintf(stderr,
+                 "spindlectl: --type '%s' is not one of int64, double, string, bytes, "
+                 "int64-array, double-array\n",
+                 type.c_str());
+    return false;
+  }
+  return true;
+}
+
+std::string ScalarText(const v1::ValueScalar& s) {
+  switch (s.kind_case()) {
+    case v1::ValueScalar::kInt64Value:
+      return std::to_string(s.int64_value());
+    case v1::ValueScalar::kDoubleValue: {
+      char buffer[64];
+      std::snprintf(buffer, sizeof(buffer), "%.17g", s.double_value());
+      return buffer;
+    }
+    case v1::ValueScalar::kBytesValue:
+      return s.bytes_value();
+    case v1::ValueScalar::kStringValue:
+      return s.string_value();
+    default:
+      return "";
+  }
+}
+
+std::string DataText(const v1::ValueData& data) {
+  v1::ValueScalar scalar;
+  switch (data.kind_case()) {
+    case v1::ValueData::kInt64Value:
+      scalar.set_int64_value(data.int64_value());
+      return ScalarText(scalar);
+    case v1::ValueData::kDoubleValue:
+      scalar.set_double_value(data.double_value());
+      return ScalarText(scalar);
+    case v1::ValueData::kBytesValue:
+      return data.bytes_value();
+    case v1::ValueData::kStringValue:
+      return data.string_value();
+    case v1::ValueData::kInt64Array:
+      return "[" + absl::StrJoin(data.int64_array().items(), ", ") + "]";
+    case v1::ValueData::kDoubleArray:
+      return "[" + absl::StrJoin(data.double_array().items(), ", ") + "]";
+    case v1::ValueData::kMapValue: {
+      std::vector<std::string> keys;
+      for (const auto& [key, value] : data.map_value().entries()) keys.push_back(key);
+      std::sort(keys.begin(), keys.end());
+      std::vector<std::string> parts;
+      for (const auto& key : keys) {
+        parts.push_back(key + ": " + ScalarText(data.map_value().entries().at(key)));
+      }
+      return "{" + absl::StrJoin(parts, ", ") + "}";
+    }
+    default:
+      return "";
+  }
+}
+
+void SetElement(const ValueArgs& a, v1::ValueElement* element) {
+  if (a.has_index) {
+    element->set_index(a.index);
+  } else {
+    element->set_key(a.key);
+  }
+}
+bool HasElement(const ValueArgs& a) { return a.has_index || !a.key.empty(); }
+
+int Get(Cli& cli, const ValueArgs& a) {
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  v1::GetValueRequest request;
+  request.set_name(a.name);
+  if (HasElement(a)) SetElement(a, request.mutable_element());
+  request.set_keys_only(a.keys);
+  v1::GetValueResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->GetValue(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    if (a.keys) {
+      for (const auto& key : response.keys()) std::printf("%s\n", key.c_str());
+    } else if (HasElement(a)) {
+      std::printf("%s\n", ScalarText(response.element_data()).c_str());
+    } else {
+      std::printf("%s\n", DataText(response.entry().data()).c_str());
+    }
+  });
+}
+
+int Set(Cli& cli, const ValueArgs& a) {
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  v1::SetValueRequest request;
+  request.set_name(a.name);
+  if (!ParseData(a.value, a.type, request.mutable_data())) return kUsage;
+  if (HasElement(a)) SetElement(a, request.mutable_element());
+  request.set_ttl_ms(a.ttl_ms);
+  request.set_only_if_version(a.if_version);
+  request.set_only_if_absent(a.if_absent);
+  request.set_request_id(a.request_id);
+  v1::SetValueResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->SetValue(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("version %ld\n", static_cast<long>(response.entry().version()));
+  });
+}
+
+int Add(Cli& cli, const ValueArgs& a) {
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  v1::AddToValueRequest request;
+  request.set_name(a.name);
+  int64_t i;
+  double d;
+  if (a.type != "double" && absl::SimpleAtoi(a.value, &i)) {
+    request.set_int64_delta(i);
+  } else if (absl::SimpleAtod(a.value, &d)) {
+    request.set_double_delta(d);
+  } else {
+    std::fprintf(stderr, "spindlectl: delta '%s' is not a number\n", a.value.c_str());
+    return kUsage;
+  }
+  if (HasElement(a)) SetElement(a, request.mutable_element());
+  request.set_ttl_ms(a.ttl_ms);
+  request.set_request_id(a.request_id);
+  v1::AddToValueResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->AddToValue(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("%s\n", ScalarText(response.result()).c_str());
+  });
+}
+
+int Cas(Cli& cli, const ValueArgs& a) {
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  v1::CompareAndSwapValueRequest request;
+  request.set_name(a.name);
+  if (HasElement(a)) SetElement(a, request.mutable_element());
+  int conditions = (!a.expect.empty()) + (a.expect_version != 0) + a.expect_absent;
+  if (conditions != 1) {
+    std::fprintf(stderr,
+                 "spindlectl: give exactly one of --expect, --expect-version, "
+                 "--expect-absent\n");
+    return kUsage;
+  }
+  if (!a.expect.empty() && !ParseData(a.expect, a.type, request.mutable_expected_value())) {
+    return kUsage;
+  }
+  if (a.expect_version != 0) request.set_expected_version(a.expect_version);
+  if (a.expect_absent) request.set_expect_absent(true);
+  if (!ParseData(a.value, a.type, request.mutable_new_value())) return kUsage;
+  request.set_request_id(a.request_id);
+  v1::CompareAndSwapValueResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->CompareAndSwapValue(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  int code = cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("%s (now %s, version %ld)\n", response.swapped() ? "swapped" : "not swapped",
+                response.has_current() ? DataText(response.current().data()).c_str() : "absent",
+                static_cast<long>(response.current().version()));
+  });
+  return response.swapped() ? code : kConflict;
+}
+
+int Delete(Cli& cli, const ValueArgs& a) {
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  v1::DeleteValueRequest request;
+  request.set_name(a.name);
+  if (!a.key.empty()) request.mutable_element()->set_key(a.key);
+  request.set_only_if_version(a.if_version);
+  request.set_request_id(a.request_id);
+  v1::DeleteValueResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->DeleteValue(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("deleted at version %ld\n", static_cast<long>(response.version()));
+  });
+}
+
+int List(Cli& cli, const ValueArgs& a) {
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  v1::ListValuesRequest request;
+  request.set_prefix(a.prefix);
+  request.set_page_size(a.page_size);
+  request.set_page_token(a.page_token);
+  v1::ListValuesResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->ListValues(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    for (const auto& entry : response.entries()) {
+      std::printf("%s\t%s\tversion %ld\n", entry.name().c_str(), DataText(entry.data()).c_str(),
+                  static_cast<long>(entry.version()));
+    }
+    if (!response.next_page_token().empty()) {
+      std::printf("next page: --page-token %s\n", response.next_page_token().c_str());
+    }
+  });
+}
+
+int Watch(Cli& cli, const ValueArgs& a) {
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  v1::WatchValuesRequest request;
+  if (!a.prefix.empty() || a.name.empty()) {
+    request.set_prefix(a.prefix);
+  } else {
+    request.set_name(a.name);
+  }
+  request.set_from_version(a.from_version);
+  request.set_initial_state(a.initial_state);
+  auto context = cli.Context();
+  auto reader = stub->WatchValues(context.get(), request);
+  v1::WatchValuesResponse message;
+  int64_t seen = 0;
+  while ((a.count == 0 || seen < a.count) && reader->Read(&message)) {
+    if (message.has_progress()) {
+      continue;
+    }
+    cli.Print(message, [&](const google::protobuf::Message&) {
+      for (const auto& event : message.events().events()) {
+        const char* kind = event.kind() == v1::VALUE_EVENT_KIND_PUT      ? "PUT"
+                           : event.kind() == v1::VALUE_EVENT_KIND_DELETE ? "DELETE"
+                                                                         : "EXPIRE";
+        std::printf("%ld\t%s\t%s\t%s\n", static_cast<long>(event.version()), kind,
+                    event.entry().name().c_str(), DataText(event.entry().data()).c_str());
+      }
+      if (message.has_compacted()) {
+        std::printf("compacted: re-read and watch from %ld\n",
+                    static_cast<long>(message.compacted().current_version() + 1));
+      }
+    });
+    std::fflush(stdout);
+    seen += message.events().events_size();
+  }
+  if (a.count > 0 && seen >= a.count) {
+    context->TryCancel();
+    reader->Finish();
+    return kOk;
+  }
+  grpc::Status status = reader->Finish();
+  return status.ok() ? kOk : cli.Fail(status);
+}
+
+}  // namespace
+
+void AddValueCommands(CLI::App& app, Cli& cli, int* exit_code) {
+  auto* value = app.add_subcommand("value", "shared values: get, set, add, cas, watch, ...");
+  value->require_subcommand(1);
+  auto a = std::make_shared<ValueArgs>();
+  auto run = [&cli, exit_code, a](int (*f)(Cli&, const ValueArgs&)) {
+    return [&cli, exit_code, a, f] { *exit_code = f(cli, *a); };
+  };
+  auto element = [a](CLI::App* c) {
+    c->add_option("--index", a->index, "array element (negative counts from the end)")
+        ->each([a](const std::string&) { a->has_index = true; });
+    c->add_option("--key", a->key, "map entry");
+  };
+
+  auto* get = value->add_subcommand("get", "read a value (or one element, or a map's keys)");
+  get->add_option("name", a->name, "value name")->required();
+  element(get);
+  get->add_flag("--keys", a->keys, "maps: print the keys");
+  get->callback(run(&Get));
+
+  auto* set = value->add_subcommand("set", "write a value (or one element)");
+  set->add_option("name", a->name, "value name")->required();
+  set->add_option("value", a->value, "the data")->required();
+  set->add_option("--type", a->type, "int64, double, string, bytes, int64-array, double-array");
+  element(set);
+  set->add_option("--ttl-ms", a->ttl_ms, "expire after this, ms");
+  set->add_option("--if-version", a->if_version, "only if the value is at this version");
+  set->add_flag("--if-absent", a->if_absent, "only if the value does not exist");
+  set->add_option("--request-id", a->request_id, "idempotency key");
+  set->callback(run(&Set));
+
+  auto* add = value->add_subcommand("add", "atomically add to a number; prints the result");
+  add->add_option("name", a->name, "value name")->required();
+  add->add_option("delta", a->value, "the delta (int64, or double with a dot)")->required();
+  add->add_option("--type", a->type, "double: force a double delta");
+  element(add);
+  add->add_option("--ttl-ms", a->ttl_ms, "TTL if this creates the value, ms");
+  add->add_option("--request-id", a->request_id, "idempotency key");
+  add->callback(run(&Add));
+
+  auto* cas = value->add_subcommand("cas", "compare and swap (exit 6 when not swapped)");
+  cas->add_option("name", a->name, "value name")->required();
+  cas->add_option("new", a->value, "the new data")->required();
+  cas->add_option("--expect", a->expect, "swap if the data equals this");
+  cas->add_option("--expect-version", a->expect_version, "swap if the version is this");
+  cas->add_flag("--expect-absent", a->expect_absent, "swap if the value is absent");
+  cas->add_option("--type", a->type, "type of --expect and new");
+  element(cas);
+  cas->add_option("--request-id", a->request_id, "idempotency key");
+  cas->callback(run(&Cas));
+
+  auto* del = value->add_subcommand("delete", "delete a value (or one map key)");
+  del->add_option("name", a->name, "value name")->required();
+  del->add_option("--key", a->key, "delete this map key only");
+  del->add_option("--if-version", a->if_version, "only if the value is at this version");
+  del->add_option("--request-id", a->request_id, "idempotency key");
+  del->callback(run(&Delete));
+
+  auto* list = value->add_subcommand("list", "list values by prefix");
+  list->add_option("--prefix", a->prefix, "only names starting with this");
+  list->add_option("--page-size", a->page_size, "page size (0: 100)");
+  list->add_option("--page-token", a->page_token, "token from the previous page");
+  list->callback(run(&List));
+
+  auto* watch = value->add_subcommand("watch", "print changes as they happen");
+  watch->add_option("name", a->name, "value name (or use --prefix)");
+  watch->add_option("--prefix", a->prefix, "every name starting with this");
+  watch->add_option("--from-version", a->from_version, "replay changes from this version");
+  watch->add_flag("--initial-state", a->initial_state, "first print the current values");
+  watch->add_option("--count", a->count, "stop after this many events (0: until cancelled)");
+  watch->callback(run(&Watch));
+}
+
+}  // namespace spindle::cli
