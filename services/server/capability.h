@@ -25,6 +25,7 @@
 namespace spindle::coro {
 class Executor;
 }  // namespace spindle::coro
+namespace spindle::process { class ProcessTable; }  // NOLINT: one-line forward declaration
 
 namespace spindle::services {
 
@@ -39,6 +40,7 @@ struct CapabilityContext {
   prometheus::Registry& registry;
   // Set by the sessions capability (first in order); null before it. Others bind to sessions here.
   SessionHooks* sessions = nullptr;
+  process::ProcessTable* processes = nullptr;  // Set by the processes capability; null before.
 };
 
 // One gRPC service of a capability, by its full name ("spindle.v1.LockService").
