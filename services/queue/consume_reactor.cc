@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "services/common/status_convert.h"
 #include "services/queue/convert.h"
+#include "services/queue/reactor_lock.h"
 #include "spindle/common/names.h"
 #include "spindle/common/status.h"
 
@@ -22,21 +23,24 @@ class ConsumeReactor;
 // reactor is gone, deliveries that still arrive are given back.
 class ConsumeLink final : public queue::StreamConsumer, public StoppableStream {
  public:
+  // The link's own lock (no call to finish under it).
+  absl::MutexLock Locked() ABSL_EXCLUSIVE_LOCK_FUNCTION(mu_) { return absl::MutexLock(&mu_); }
+
   void Attach(ConsumeReactor* reactor) {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     reactor_ = reactor;
   }
   void Detach() {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     reactor_ = nullptr;
   }
   void Configure(std::shared_ptr<queue::Queue> queue, bool owns_leases) {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     queue_ = std::move(queue);
     owns_leases_ = owns_leases;
   }
   void SetId(queue::Queue::WaiterId id) {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     id_ = id;
   }
   void StopForShutdown() override;
@@ -68,7 +72,7 @@ class ConsumeReactor final
 
   // From the link: items taken for this stream.
   void Deliver(std::vector<queue::Delivery> items) {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     for (size_t at = 0; at < items.size(); at += max_batch_) {
       Out out;
       auto* deliveries = out.message.mutable_deliveries();
@@ -89,7 +93,7 @@ class ConsumeReactor final
 
   // Ends the stream once what is queued is written (an error from the queue, shutdown, ...).
   void End(grpc::Status status) {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     EndLocked(std::move(status));
   }
 
@@ -103,17 +107,14 @@ class ConsumeReactor final
       End(status);
       return;
     }
-    {
-      absl::MutexLock lock(&mu_);
-      if (end_.has_value()) {
-        return;
-      }
+    auto lock = Locked();
+    if (!end_.has_value() && !finished_) {
+      StartRead(&request_);  // under the lock: never after the call finished
     }
-    StartRead(&request_);
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     writing_ = false;
     if (ok) {
       out_.pop_front();
@@ -125,7 +126,7 @@ class ConsumeReactor final
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     broken_ = true;
     end_ = grpc::Status::CANCELLED;
     MaybeWrite();
@@ -136,7 +137,7 @@ class ConsumeReactor final
     streams_.Remove(link_);
     std::vector<queue::Delivery> unsent;
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       for (auto& out : out_) {
         for (auto& d : out.items) {
           unsent.push_back(std::move(d));
@@ -181,7 +182,7 @@ class ConsumeReactor final
     }
     if (end_.has_value()) {
       finished_ = true;
-      Finish(*end_);
+      finish_ = *end_;
     }
   }
 
@@ -226,7 +227,7 @@ class ConsumeReactor final
     link_->Configure(queue_,
                      options_.mode == queue::GetMode::kLease && options_.session_id.empty());
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       max_batch_ = start.max_batch() == 0 ? 100 : start.max_batch();
       auto_credit_ = start.auto_credit();
       credit_ = start.credit();
@@ -253,7 +254,7 @@ class ConsumeReactor final
       return ToGrpcStatus(s);
     }
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       credit_ = std::min<int64_t>(credit_ + credit.items(), queue::Queue::kMaxCredit);
     }
     queue_->AddCredit(id_, credit.items());
@@ -301,7 +302,7 @@ class ConsumeReactor final
     }
     int64_t returned = 0;
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       Out out;
       auto* settled = out.message.mutable_settled();
       settled->set_correlation_id(settle.correlation_id());
@@ -334,7 +335,13 @@ class ConsumeReactor final
   queue::GetOptions options_;
   queue::Queue::WaiterId id_ = 0;
 
+  // Locks mu_; a finish asked for under it (finish_) runs after the unlock.
+  ReactorLock<ConsumeReactor> Locked() ABSL_EXCLUSIVE_LOCK_FUNCTION(mu_) {
+    return ReactorLock<ConsumeReactor>(this, &mu_, &finish_);
+  }
+
   absl::Mutex mu_;
+  std::optional<grpc::Status> finish_;
   std::deque<Out> out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
@@ -351,7 +358,7 @@ void ConsumeLink::OnItems(std::vector<queue::Delivery> items) {
   bool owns_leases;
   queue::Queue::WaiterId id;
   {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     if (reactor_ != nullptr) {
       reactor_->Deliver(std::move(items));
       return;
@@ -372,14 +379,14 @@ void ConsumeLink::OnItems(std::vector<queue::Delivery> items) {
 }
 
 void ConsumeLink::OnEnd(absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  auto lock = Locked();
   if (reactor_ != nullptr) {
     reactor_->End(ToGrpcStatus(status));
   }
 }
 
 void ConsumeLink::StopForShutdown() {
-  absl::MutexLock lock(&mu_);
+  auto lock = Locked();
   if (reactor_ != nullptr) {
     reactor_->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
   }

@@ -6,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "services/common/status_convert.h"
 #include "services/queue/convert.h"
+#include "services/queue/reactor_lock.h"
 #include "spindle/common/names.h"
 #include "spindle/common/status.h"
 
@@ -20,13 +21,13 @@ class ProduceReactor final
   ProduceReactor(grpc::CallbackServerContext* context, queue::QueueRegistry& registry,
                  TimerService& timers)
       : registry_(registry), deadline_(WaitDeadline(*context)) {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     ReadNext();
   }
 
   void OnReadDone(bool ok) override {
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       reading_ = false;
       if (!ok) {
         EndLocked(grpc::Status::OK);  // half-close: finish once every batch is answered
@@ -34,7 +35,7 @@ class ProduceReactor final
       }
     }
     grpc::Status status = Handle();
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     if (!status.ok()) {
       EndLocked(status);
       return;
@@ -43,7 +44,7 @@ class ProduceReactor final
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     writing_ = false;
     if (!ok) {
       broken_ = true;
@@ -58,18 +59,18 @@ class ProduceReactor final
   void OnCancel() override {
     queue::Queue::WaiterId id;
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       broken_ = true;
       end_ = grpc::Status::CANCELLED;
       id = waiter_;
     }
     if (id != 0 && queue_->CancelPut(id)) {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       put_pending_ = false;
       waiter_ = 0;
       MaybeWrite();
     } else {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       MaybeWrite();
     }
   }
@@ -109,12 +110,12 @@ class ProduceReactor final
       valid = items.status();
     }
     if (!valid.ok()) {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       Answer(correlation, valid);
       return grpc::Status::OK;
     }
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       put_pending_ = true;
     }
     queue::Queue::WaitBound bound;
@@ -124,7 +125,7 @@ class ProduceReactor final
     queue::Queue::WaiterId id =
         queue_->Put(std::move(*items), request_.batch().request_id(), bound,
                     [this, correlation](absl::StatusOr<queue::PutResult> result) {
-                      absl::MutexLock lock(&mu_);
+                      auto lock = Locked();
                       put_pending_ = false;
                       waiter_ = 0;
                       if (result.ok()) {
@@ -150,7 +151,7 @@ class ProduceReactor final
                       }
                       ReadNext();
                     });
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     if (put_pending_) {
       waiter_ = id;
     }
@@ -191,7 +192,7 @@ class ProduceReactor final
     }
     if (end_.has_value() && !put_pending_) {
       finished_ = true;
-      Finish(*end_);
+      finish_ = *end_;
     }
   }
 
@@ -202,7 +203,13 @@ class ProduceReactor final
   std::shared_ptr<queue::Queue> queue_;
   bool wait_ = false;
 
+  // Locks mu_; a finish asked for under it (finish_) runs after the unlock.
+  ReactorLock<ProduceReactor> Locked() ABSL_EXCLUSIVE_LOCK_FUNCTION(mu_) {
+    return ReactorLock<ProduceReactor>(this, &mu_, &finish_);
+  }
+
   absl::Mutex mu_;
+  std::optional<grpc::Status> finish_;
   std::deque<v1::ProduceResponse> out_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

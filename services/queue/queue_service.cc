@@ -1,6 +1,8 @@
 #include "services/queue/queue_service.h"
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +27,70 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
 
 // A PutItems call that may wait for room. Exactly one of the queue's callback and a successful
 // CancelPut ends it.
-class PutItemsReactor final : public grpc::ServerUnaryReactor {
+// A unary call that may wait in the engine. Exactly one of the engine's callback and a
+// successful cancel of the waiter ends it; the call is never finished before Start() returns
+// (after Finish the reactor may be deleted at once, on another thread).
+class WaitingUnaryReactor : public grpc::ServerUnaryReactor {
+ public:
+  void OnCancel() override {
+    queue::Queue::WaiterId id;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      id = starting_ ? 0 : id_;
+    }
+    if (id != 0 && cancel_ && cancel_(id)) {
+      Finish(grpc::Status::CANCELLED);
+    }
+  }
+  void OnDone() override { delete this; }
+
+ protected:
+  // Ends Start(): finishes an answer that came inline, or cancels a waiter whose call left.
+  template <typename Cancel>
+  void FinishStart(queue::Queue::WaiterId id, Cancel cancel) {
+    std::optional<grpc::Status> finish;
+    bool cancel_now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      starting_ = false;
+      id_ = id;
+      cancel_ = cancel;
+      finish = std::move(early_);
+      cancel_now = !finish.has_value() && cancelled_ && id != 0;
+    }
+    if (finish.has_value()) {
+      Finish(*finish);
+    } else if (cancel_now && cancel(id)) {
+      Finish(grpc::Status::CANCELLED);
+    }
+  }
+  // The engine's answer is ready: finish now, or when Start() returns.
+  void Done(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (starting_) {
+        early_ = std::move(status);
+        return;
+      }
+    }
+    Finish(status);
+  }
+  bool Cancelled() {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool starting_ ABSL_GUARDED_BY(mu_) = true;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  queue::Queue::WaiterId id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<bool(queue::Queue::WaiterId)> cancel_;  // set once, before id_ is visible
+  std::optional<grpc::Status> early_ ABSL_GUARDED_BY(mu_);
+};
+
+class PutItemsReactor final : public WaitingUnaryReactor {
  public:
   PutItemsReactor(std::shared_ptr<queue::Queue> queue, v1::PutItemsResponse* response)
       : queue_(std::move(queue)), response_(response) {}
@@ -35,35 +100,13 @@ class PutItemsReactor final : public grpc::ServerUnaryReactor {
     queue::Queue::WaiterId id = queue_->Put(
         std::move(items), request_id, bound,
         [this](absl::StatusOr<queue::PutResult> result) { Complete(std::move(result)); });
-    bool cancel = false;
-    {
-      absl::MutexLock lock(&mu_);
-      id_ = id;
-      cancel = cancelled_ && id != 0;
-    }
-    if (cancel && queue_->CancelPut(id)) {
-      Finish(grpc::Status::CANCELLED);
-    }
+    FinishStart(id, [this](queue::Queue::WaiterId waiter) { return queue_->CancelPut(waiter); });
   }
-
-  void OnCancel() override {
-    queue::Queue::WaiterId id;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      id = id_;
-    }
-    if (id != 0 && queue_->CancelPut(id)) {
-      Finish(grpc::Status::CANCELLED);
-    }
-  }
-
-  void OnDone() override { delete this; }
 
  private:
   void Complete(absl::StatusOr<queue::PutResult> result) {
     if (!result.ok()) {
-      Finish(ToGrpcStatus(result.status()));
+      Done(ToGrpcStatus(result.status()));
       return;
     }
     response_->set_enqueued(result->enqueued);
@@ -73,19 +116,16 @@ class PutItemsReactor final : public grpc::ServerUnaryReactor {
     for (int32_t index : result->duplicate_indexes) {
       response_->add_duplicate_indexes(index);
     }
-    Finish(grpc::Status::OK);
+    Done(grpc::Status::OK);
   }
 
   const std::shared_ptr<queue::Queue> queue_;
   v1::PutItemsResponse* const response_;
-  absl::Mutex mu_;
-  queue::Queue::WaiterId id_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // A GetItems call that may wait for an item. Items handed to a call that was cancelled in the
 // meantime go back (TAKE: to the head; LEASE: nacked), so a cancelled get takes nothing.
-class GetItemsReactor final : public grpc::ServerUnaryReactor {
+class GetItemsReactor final : public WaitingUnaryReactor {
  public:
   GetItemsReactor(std::shared_ptr<queue::Queue> queue, v1::GetItemsResponse* response)
       : queue_(std::move(queue)), response_(response) {}
@@ -95,52 +135,25 @@ class GetItemsReactor final : public grpc::ServerUnaryReactor {
         queue_->Get(options, bound, [this](absl::StatusOr<std::vector<queue::Delivery>> result) {
           Complete(std::move(result));
         });
-    bool cancel = false;
-    {
-      absl::MutexLock lock(&mu_);
-      id_ = id;
-      cancel = cancelled_ && id != 0;
-    }
-    if (cancel && queue_->CancelGet(id)) {
-      Finish(grpc::Status::CANCELLED);
-    }
+    FinishStart(id, [this](queue::Queue::WaiterId waiter) { return queue_->CancelGet(waiter); });
   }
-
-  void OnCancel() override {
-    queue::Queue::WaiterId id;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      id = id_;
-    }
-    if (id != 0 && queue_->CancelGet(id)) {
-      Finish(grpc::Status::CANCELLED);
-    }
-  }
-
-  void OnDone() override { delete this; }
 
  private:
   void Complete(absl::StatusOr<std::vector<queue::Delivery>> result) {
     if (!result.ok()) {
-      Finish(ToGrpcStatus(result.status()));
+      Done(ToGrpcStatus(result.status()));
       return;
     }
-    bool cancelled;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled = cancelled_;
-    }
-    if (cancelled && !result->empty()) {
+    if (Cancelled() && !result->empty()) {
       GiveBack(std::move(*result));
-      Finish(grpc::Status::CANCELLED);
+      Done(grpc::Status::CANCELLED);
       return;
     }
     for (const auto& delivery : *result) {
       ToProto(delivery, response_->add_items());
     }
     response_->set_closed(queue_->Describe().closed);
-    Finish(grpc::Status::OK);
+    Done(grpc::Status::OK);
   }
 
   void GiveBack(std::vector<queue::Delivery> deliveries) {
@@ -157,9 +170,6 @@ class GetItemsReactor final : public grpc::ServerUnaryReactor {
 
   const std::shared_ptr<queue::Queue> queue_;
   v1::GetItemsResponse* const response_;
-  absl::Mutex mu_;
-  queue::Queue::WaiterId id_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 std::map<std::string, std::string> Labels(

@@ -7,6 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "services/common/status_convert.h"
 #include "services/queue/convert.h"
+#include "services/queue/reactor_lock.h"
 #include "spindle/common/names.h"
 #include "spindle/common/status.h"
 
@@ -20,9 +21,12 @@ class WatchReactor;
 // What store notifications, heartbeat timers and shutdown hold: cut when the reactor is done.
 class WatchLink final : public StoppableStream {
  public:
+  // The link's own lock (no call to finish under it).
+  absl::MutexLock Locked() ABSL_EXCLUSIVE_LOCK_FUNCTION(mu_) { return absl::MutexLock(&mu_); }
+
   explicit WatchLink(WatchReactor* reactor) : reactor_(reactor) {}
   void Detach() {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     reactor_ = nullptr;
   }
   void Notify();
@@ -40,7 +44,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
                TimerService& timers, StreamSet& streams)
       : store_(store), timers_(timers), streams_(streams), names_only_(request.names_only()) {
     absl::Status started = Start(request);
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     if (!started.ok()) {
       end_ = ToGrpcStatus(started);
     }
@@ -48,7 +52,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     writing_ = false;
     if (!ok) {
       broken_ = true;
@@ -63,7 +67,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     broken_ = true;
     end_ = grpc::Status::CANCELLED;
     Pump();
@@ -79,7 +83,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
     }
     TimerService::TimerId timer;
     {
-      absl::MutexLock lock(&mu_);
+      auto lock = Locked();
       timer = heartbeat_;
     }
     if (timer != 0) {
@@ -90,13 +94,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
 
   // A matching change arrived (store notification).
   void OnNotify() {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     Pump();
   }
 
   // Nothing was written for a heartbeat period: send progress if there is nothing else.
   void OnHeartbeat() {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     heartbeat_ = 0;
     if (finished_ || end_.has_value()) {
       return;
@@ -115,7 +119,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
   }
 
   void Stop(grpc::Status status) {
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     if (!end_.has_value()) {
       end_ = std::move(status);
     }
@@ -157,7 +161,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
     if (!streams_.Add(link_)) {
       return Unavailable("SHUTTING_DOWN", "the server is shutting down");
     }
-    absl::MutexLock lock(&mu_);
+    auto lock = Locked();
     progress_version_ = start.initial_version;
     if (request.initial_state()) {
       for (size_t at = 0; at < start.initial.size(); at += kMaxEventsPerMessage) {
@@ -258,7 +262,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
     }
     if (end_.has_value()) {
       finished_ = true;
-      Finish(*end_);
+      finish_ = *end_;
     }
   }
 
@@ -271,7 +275,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
   std::shared_ptr<WatchLink> link_;
   absl::Duration interval_ = absl::Seconds(10);
 
+  // Locks mu_; a finish asked for under it (finish_) runs after the unlock.
+  ReactorLock<WatchReactor> Locked() ABSL_EXCLUSIVE_LOCK_FUNCTION(mu_) {
+    return ReactorLock<WatchReactor>(this, &mu_, &finish_);
+  }
+
   absl::Mutex mu_;
+  std::optional<grpc::Status> finish_;
   std::deque<v1::WatchValuesResponse> out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
@@ -282,21 +292,21 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchValuesRespon
 };
 
 void WatchLink::Notify() {
-  absl::MutexLock lock(&mu_);
+  auto lock = Locked();
   if (reactor_ != nullptr) {
     reactor_->OnNotify();
   }
 }
 
 void WatchLink::Heartbeat() {
-  absl::MutexLock lock(&mu_);
+  auto lock = Locked();
   if (reactor_ != nullptr) {
     reactor_->OnHeartbeat();
   }
 }
 
 void WatchLink::StopForShutdown() {
-  absl::MutexLock lock(&mu_);
+  auto lock = Locked();
   if (reactor_ != nullptr) {
     reactor_->Stop(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
   }
