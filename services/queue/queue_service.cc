@@ -285,13 +285,14 @@ grpc::ServerUnaryReactor* QueueServiceImpl::PutItems(grpc::CallbackServerContext
     SPINDLE_RETURN_IF_ERROR(CheckRange("max_wait_ms", request->max_wait_ms(), 0, 86'400'000));
     return registry_.FindOrCreate(request->queue());
   };
-  auto queue = prepare();
-  if (!queue.ok()) {
-    return FinishWith(context, queue.status());
-  }
+  // Items first: a malformed request must not auto-create the queue.
   auto items = FromProto(request->items(), "items");
   if (!items.ok()) {
     return FinishWith(context, items.status());
+  }
+  auto queue = prepare();
+  if (!queue.ok()) {
+    return FinishWith(context, queue.status());
   }
   auto* reactor = new PutItemsReactor(*queue, response);
   reactor->Start(std::move(*items), request->request_id(),
@@ -311,14 +312,14 @@ grpc::ServerUnaryReactor* QueueServiceImpl::GetItems(grpc::CallbackServerContext
     SPINDLE_RETURN_IF_ERROR(CheckRange("max_wait_ms", request->max_wait_ms(), 0, 86'400'000));
     return registry_.FindOrCreate(request->queue());
   };
-  auto queue = prepare();
-  if (!queue.ok()) {
-    return FinishWith(context, queue.status());
-  }
   auto options = GetOptionsFromProto(request->mode(), request->visibility_timeout_ms(),
                                      request->session_id(), "");
   if (!options.ok()) {
     return FinishWith(context, options.status());
+  }
+  auto queue = prepare();
+  if (!queue.ok()) {
+    return FinishWith(context, queue.status());
   }
   options->max_items = request->max_items() == 0 ? 1 : request->max_items();
   options->max_bytes = request->max_bytes() == 0 ? max_message_bytes_ : request->max_bytes();
