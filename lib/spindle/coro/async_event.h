@@ -29,8 +29,7 @@ class AsyncEvent {
  public:
   // `co_await event.Wait(token)` yields absl::Status: OK once set, or the token's status (the
   // waiter is removed).
-  class [[nodiscard]] WaitOperation : private internal::WaitOperation,
-                                      private internal::WaiterNode {
+  class [[nodiscard]] WaitOperation : public internal::WaitOperation, private internal::WaiterNode {
    public:
     bool await_ready();
     bool await_suspend(std::coroutine_handle<> handle);

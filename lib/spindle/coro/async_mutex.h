@@ -65,8 +65,7 @@ class AsyncMutex {
   };
 
   // `co_await mu.Lock(token)` yields absl::StatusOr<Guard>.
-  class [[nodiscard]] LockOperation : private internal::WaitOperation,
-                                      private internal::WaiterNode {
+  class [[nodiscard]] LockOperation : public internal::WaitOperation, private internal::WaiterNode {
    public:
     bool await_ready();
     bool await_suspend(std::coroutine_handle<> handle);

@@ -33,7 +33,7 @@ class AsyncSemaphore {
  public:
   // `co_await sem.Acquire(n, token)` yields absl::Status: OK with the permits taken, the token's
   // status (nothing taken, waiter removed), or INVALID_ARGUMENT for n < 0.
-  class [[nodiscard]] AcquireOperation : private internal::WaitOperation,
+  class [[nodiscard]] AcquireOperation : public internal::WaitOperation,
                                          private internal::WaiterNode {
    public:
     bool await_ready();

@@ -58,6 +58,9 @@ class CancellationCallback {
   explicit CancellationCallback(Invoke invoke) noexcept : invoke_(invoke) {}
   ~CancellationCallback() = default;
 
+  // REQUIRES: not registered.
+  void set_invoke(Invoke invoke) noexcept { invoke_ = invoke; }
+
   // Links this callback to `token`, or invokes it now if `token` is already cancelled. Does
   // nothing for a token that cannot be cancelled. REQUIRES: not registered.
   void Register(const CancellationToken& token);
@@ -67,35 +70,12 @@ class CancellationCallback {
  private:
   friend class CancellationState;
 
-  const Invoke invoke_;
+  Invoke invoke_;
   CancellationState* state_ = nullptr;
   // Links in the state's list; guarded by the state's mutex.
   CancellationCallback* prev_ = nullptr;
   CancellationCallback* next_ = nullptr;
   bool linked_ = false;
-};
-
-// The registration the engine's awaitables use: a function pointer and a context.
-class WaitRegistration final : public CancellationCallback {
- public:
-  WaitRegistration() noexcept : CancellationCallback(&WaitRegistration::Run) {}
-  ~WaitRegistration() { Deregister(); }
-
-  void Register(const CancellationToken& token, void (*callback)(void*), void* context) {
-    callback_ = callback;
-    context_ = context;
-    CancellationCallback::Register(token);
-  }
-  using CancellationCallback::Deregister;
-
- private:
-  static void Run(CancellationCallback* self) {
-    auto* registration = static_cast<WaitRegistration*>(self);
-    registration->callback_(registration->context_);
-  }
-
-  void (*callback_)(void*) = nullptr;
-  void* context_ = nullptr;
 };
 
 }  // namespace internal

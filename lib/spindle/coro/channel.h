@@ -46,8 +46,7 @@ template <typename T>
 class Channel {
  public:
   // `co_await ch.Send(value, token)` yields absl::Status.
-  class [[nodiscard]] SendOperation : private internal::WaitOperation,
-                                      private internal::WaiterNode {
+  class [[nodiscard]] SendOperation : public internal::WaitOperation, private internal::WaiterNode {
    public:
     bool await_ready() { return EndIfCancelled("Channel send"); }
     bool await_suspend(std::coroutine_handle<> handle);
@@ -66,7 +65,7 @@ class Channel {
   };
 
   // `co_await ch.Receive(token)` yields absl::StatusOr<T>.
-  class [[nodiscard]] ReceiveOperation : private internal::WaitOperation,
+  class [[nodiscard]] ReceiveOperation : public internal::WaitOperation,
                                          private internal::WaiterNode {
    public:
     bool await_ready() { return EndIfCancelled("Channel receive"); }

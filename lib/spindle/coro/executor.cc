@@ -48,6 +48,18 @@ constexpr int kMaxNextStreak = 16;
 constexpr uint32_t kInjectionCheckInterval = 61;
 // Items moved from the injection queue to a local queue in one go (beyond the one to run).
 constexpr size_t kMaxInjectedBatch = 32;
+// Rounds of looking for work (with a CPU pause between them, a few microseconds in all) before an
+// idle worker parks on the futex: work arriving at a steady trickle from other threads is then
+// picked up without a wake-up system call per item.
+constexpr int kSpinRounds = 64;
+
+inline void CpuRelax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 
 thread_local Worker* tls_worker = nullptr;
 
@@ -425,7 +437,17 @@ void Executor::Run(void* item) {
 void Executor::WorkerLoop(internal::Worker& worker) {
   tls_worker = &worker;
   for (;;) {
-    if (void* item = FindWork(worker)) {
+    void* item = FindWork(worker);
+    for (int spin = 0; item == nullptr && spin < internal::kSpinRounds; ++spin) {
+      for (int i = 0; i < 16; ++i) {
+        internal::CpuRelax();
+      }
+      if (stopping_.load(std::memory_order_relaxed)) {
+        break;
+      }
+      item = FindWork(worker);
+    }
+    if (item != nullptr) {
       Run(item);
       continue;
     }

@@ -95,7 +95,7 @@ ScheduleOperation Yield() noexcept;
 
 // `co_await executor.SleepFor(...)` / `SleepUntil(...)`; yields absl::Status: OK when the time
 // came, or the token's status (CANCELLED, DEADLINE_EXCEEDED, ...) with the timer removed.
-class [[nodiscard]] SleepOperation : private internal::WaitOperation {
+class [[nodiscard]] SleepOperation : public internal::WaitOperation {
  public:
   bool await_ready();
   bool await_suspend(std::coroutine_handle<> handle);
@@ -117,7 +117,7 @@ class [[nodiscard]] SleepOperation : private internal::WaitOperation {
 // ready (or hung up / in error: the caller's next read or write reports that), the token's status
 // when cancelled, or an error when epoll refuses the fd (EBADF, ...). Readiness is level-based and
 // may be stale by the time the caller acts: use non-blocking fds and wait again on EAGAIN.
-class [[nodiscard]] FdWaitOperation : private internal::WaitOperation {
+class [[nodiscard]] FdWaitOperation : public internal::WaitOperation {
  public:
   bool await_ready();
   bool await_suspend(std::coroutine_handle<> handle);

@@ -11,7 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "spindle/coro/async_event.h"
 #include "spindle/coro/latch.h"
 #include "spindle/coro/sync_wait.h"

@@ -170,12 +170,14 @@ TEST(AsyncMutexTest, DeadlineExceededWhileWaiting) {
 // wins, the waiter must not both report CANCELLED and own the lock: afterwards nobody holds it.
 Task<void> RaceGrantAndCancel(AsyncMutex* mutex, CancellationToken token, std::atomic<int>* granted,
                               std::atomic<int>* cancelled, Latch* done) {
-  absl::StatusOr<AsyncMutex::Guard> guard = co_await mutex->Lock(std::move(token));
-  if (guard.ok()) {
-    granted->fetch_add(1);
-  } else {
-    cancelled->fetch_add(1);
-  }
+  {
+    absl::StatusOr<AsyncMutex::Guard> guard = co_await mutex->Lock(std::move(token));
+    if (guard.ok()) {
+      granted->fetch_add(1);
+    } else {
+      cancelled->fetch_add(1);
+    }
+  }  // A granted guard is released here, before the test is told we are done.
   done->CountDown();
 }
 

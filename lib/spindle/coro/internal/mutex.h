@@ -1,25 +1,21 @@
-// The executor's mutex and condition variable: absl::Mutex and absl::CondVar, swapped for
-// std::mutex and std::condition_variable under ThreadSanitizer.
+// The executor's mutex and condition variable: std::mutex and std::condition_variable with
+// Abseil's thread-safety annotations (clang's -Wthread-safety checks guarded members as with
+// absl::Mutex).
 //
-// Debian's Abseil is built without -fsanitize=thread: TSan cannot see absl::Mutex lock and unlock
-// (every access they guard looks racy), and its deadlock detector's bookkeeping, done under an
-// uninstrumented spinlock, trips TSan's memmove interceptor. The standard mutexes go through
-// pthread, which TSan understands completely (including lock-order checks). Other builds use
-// Abseil. The thread-safety annotations make clang's -Wthread-safety check guarded members in
-// both.
+// Why not absl::Mutex here: Debian's Abseil is built without NDEBUG, so every absl::Mutex::Lock
+// runs the deadlock detector (a process-wide graph behind a spinlock; it shows up in profiles of
+// the timer and queue paths), and without -fsanitize=thread, so ThreadSanitizer cannot see it.
+// The standard mutexes are plain futex locks that TSan understands. The executor holds these
+// mutexes only for short, non-blocking critical sections and never across a suspension.
 //
 // Thread-safety: these are the synchronisation.
 #ifndef SPINDLE_CORO_INTERNAL_MUTEX_H_
 #define SPINDLE_CORO_INTERNAL_MUTEX_H_
 
-#include "absl/base/thread_annotations.h"
-
-#if defined(__SANITIZE_THREAD__)
 #include <condition_variable>
 #include <mutex>
-#else
-#include "absl/synchronization/mutex.h"
-#endif
+
+#include "absl/base/thread_annotations.h"
 
 namespace spindle::coro::internal {
 
@@ -29,21 +25,12 @@ class ABSL_LOCKABLE Mutex {
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
 
-#if defined(__SANITIZE_THREAD__)
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
   void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
-#else
-  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.Lock(); }
-  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.Unlock(); }
-#endif
 
  private:
   friend class CondVar;
-#if defined(__SANITIZE_THREAD__)
   std::mutex mu_;
-#else
-  absl::Mutex mu_;
-#endif
 };
 
 class ABSL_SCOPED_LOCKABLE MutexLock {
@@ -61,28 +48,14 @@ class CondVar {
  public:
   // Releases `mu` while waiting; holds it again on return. May wake spuriously.
   void Wait(Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-#if defined(__SANITIZE_THREAD__)
     std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
     cv_.wait(lock);
     lock.release();  // Still held; the caller unlocks.
-#else
-    cv_.Wait(&mu->mu_);
-#endif
   }
-  void SignalAll() {
-#if defined(__SANITIZE_THREAD__)
-    cv_.notify_all();
-#else
-    cv_.SignalAll();
-#endif
-  }
+  void SignalAll() { cv_.notify_all(); }
 
  private:
-#if defined(__SANITIZE_THREAD__)
   std::condition_variable cv_;
-#else
-  absl::CondVar cv_;
-#endif
 };
 
 }  // namespace spindle::coro::internal

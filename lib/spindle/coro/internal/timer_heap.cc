@@ -4,65 +4,69 @@ namespace spindle::coro::internal {
 
 void TimerHeap::Push(TimerNode* node) {
   node->sequence = next_sequence_++;
-  heap_.push_back(node);
+  heap_.push_back(Entry{node->deadline_ns, node});
   node->heap_index = heap_.size() - 1;
   SiftUp(node->heap_index);
 }
 
 TimerNode* TimerHeap::Pop() {
-  TimerNode* node = heap_.front();
+  TimerNode* node = heap_.front().node;
   Remove(node);
   return node;
 }
 
 bool TimerHeap::Remove(TimerNode* node) {
   const size_t index = node->heap_index;
-  if (index >= heap_.size() || heap_[index] != node) {
+  if (index >= heap_.size() || heap_[index].node != node) {
     return false;
   }
-  TimerNode* last = heap_.back();
+  const Entry last = heap_.back();
   heap_.pop_back();
   node->heap_index = TimerNode::kNotQueued;
-  if (last != node) {
+  if (last.node != node) {
     Place(index, last);
-    // The moved node may belong above or below its new position.
+    // The moved entry may belong above or below its new position.
     SiftUp(index);
-    SiftDown(last->heap_index);
+    SiftDown(last.node->heap_index);
   }
   return true;
 }
 
 void TimerHeap::SiftUp(size_t index) noexcept {
-  TimerNode* node = heap_[index];
+  const Entry entry = heap_[index];
   while (index > 0) {
-    const size_t parent = (index - 1) / 2;
-    if (!Before(node, heap_[parent])) {
+    const size_t parent = (index - 1) / kArity;
+    if (!Before(entry, heap_[parent])) {
       break;
     }
     Place(index, heap_[parent]);
     index = parent;
   }
-  Place(index, node);
+  Place(index, entry);
 }
 
 void TimerHeap::SiftDown(size_t index) noexcept {
-  TimerNode* node = heap_[index];
+  const Entry entry = heap_[index];
   const size_t size = heap_.size();
   for (;;) {
-    size_t child = 2 * index + 1;
-    if (child >= size) {
+    const size_t first = kArity * index + 1;
+    if (first >= size) {
       break;
     }
-    if (child + 1 < size && Before(heap_[child + 1], heap_[child])) {
-      ++child;
+    const size_t end = first + kArity < size ? first + kArity : size;
+    size_t child = first;
+    for (size_t c = first + 1; c < end; ++c) {
+      if (Before(heap_[c], heap_[child])) {
+        child = c;
+      }
     }
-    if (!Before(heap_[child], node)) {
+    if (!Before(heap_[child], entry)) {
       break;
     }
     Place(index, heap_[child]);
     index = child;
   }
-  Place(index, node);
+  Place(index, entry);
 }
 
 }  // namespace spindle::coro::internal

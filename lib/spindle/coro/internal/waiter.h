@@ -59,6 +59,10 @@ class Completion {
   // outcome is already decided and the coroutine continues at once.
   bool FinishSuspend() noexcept { return pending_.fetch_sub(1, std::memory_order_acq_rel) != 1; }
 
+  // The outcome of a wait that ends without suspending (await_ready true, or await_suspend false
+  // before the waiter was published). Complete() is then never called.
+  void SetInline(absl::Status status) noexcept { status_ = std::move(status); }
+
   // Decides the outcome. Called once, without locks held; the caller must not touch the waiter
   // afterwards (the coroutine may already be running and destroying it).
   void Complete(absl::Status status) noexcept {
