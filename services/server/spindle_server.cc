@@ -16,6 +16,7 @@
 #include "services/interceptors/metrics_interceptor.h"
 #include "services/metrics/function_collector.h"
 #include "services/metrics/process_metrics.h"
+#include "services/pool/pool_capability.h"
 #include "services/queue/queue_capability.h"
 #include "services/process/process_capability.h"
 #include "services/scheduler/scheduler_service.h"
@@ -152,6 +153,7 @@ absl::Status SpindleServer::Init() {
   capabilities_.push_back(MakeSchedulerCapability(*context_));
   capabilities_.push_back(MakeProcessCapability(*context_));
   capabilities_.push_back(MakeQueueCapability(*context_));
+  capabilities_.push_back(MakePoolCapability(*context_));
   // ---- end of capabilities ----
 
   // Services no capability implements yet answer UNIMPLEMENTED (NOT_IMPLEMENTED).

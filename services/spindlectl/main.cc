@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   spindle::cli::AddQueueCommands(app, cli, &exit_code);
   spindle::cli::AddValueCommands(app, cli, &exit_code);
   spindle::cli::AddSchedulerCommands(app, cli, &exit_code);
+  spindle::cli::AddPoolCommands(app, cli, &exit_code);
   // ---- end of command groups ----
 
   try {

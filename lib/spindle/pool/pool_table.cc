@@ -1186,7 +1186,9 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
       t->submitted_at = t->queued_at = now;
       t->session_id = options.session_id;
       t->request_id = options.request_id;
-      t->on_final = options.on_final;
+      if (options.on_final) {
+        t->on_final = [fn = options.on_final, i = seqs.size()](const TaskView& v) { fn(i, v); };
+      }
       if (!options.session_id.empty() && table_->sessions != nullptr) {
         std::weak_ptr<Pool> weak = shared_from_this();
         auto hook = table_->sessions->OnEnd(options.session_id, [weak, seq = t->seq, id = t->id] {

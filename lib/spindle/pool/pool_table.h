@@ -121,8 +121,9 @@ class PoolTable {
     // Field name of each spec in errors ("task", "tasks[3]", "inputs[index=17]"); empty: "task"
     // for one spec, "tasks[i]" for several.
     std::vector<std::string> fields;
-    // Runs once per task when it becomes final, without locks held (Map).
-    std::function<void(const TaskView&)> on_final;
+    // Runs once per task when it becomes final, without locks held, with the task's index in
+    // `specs` (Map).
+    std::function<void(size_t index, const TaskView&)> on_final;
     bool include_input_in_views = false;
   };
   struct SubmitResult {
