@@ -431,13 +431,11 @@ void Queue::OnTimer(TimerService::TimerId id) {
       return;
     }
     const absl::Time now = env_->timers->Now();
-    if (id != timer_ || timer_at_ > now) {
-      // A stale wake-up (the timer was replaced); re-arm if nothing is armed.
-      if (timer_ == 0) {
-        ArmTimer();
-      }
-      return;
+    if (id != timer_) {
+      return;  // a replaced timer: the current one is armed
     }
+    // Whatever is due now is handled; a timer that fired early (clocks differ by microseconds)
+    // handles nothing and is armed again below.
     timer_ = 0;
     timer_at_ = absl::InfiniteFuture();
     // Delayed items that are due join the queue (nacked ones at the head).

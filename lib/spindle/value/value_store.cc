@@ -291,10 +291,17 @@ void ValueStore::OnExpire(const std::string& name, int64_t create_version) {
   After after;
   {
     Shard& shard = ShardFor(name);
-    absl::MutexLock lock(&shard.mu);
+    absl::ReleasableMutexLock lock(&shard.mu);
     auto it = shard.values.find(name);
-    if (it == shard.values.end() || it->second.create_version != create_version ||
-        it->second.expire > timers_.Now()) {
+    if (it == shard.values.end() || it->second.create_version != create_version) {
+      return;
+    }
+    if (it->second.expire > timers_.Now()) {
+      // Fired early (or the TTL moved later and this timer was not cancelled in time): re-arm.
+      it->second.ttl_timer = 0;
+      SetTtl(name, it->second, it->second.expire, after);
+      lock.Release();
+      RunAfter(after);
       return;
     }
     it->second.ttl_timer = 0;  // running now
