@@ -82,6 +82,7 @@ using CommandAdder = void (*)(CLI::App& app, Cli& cli, int* exit_code);
 
 // One function per command group, each in its own <group>_commands.cc; main.cc calls them all.
 void AddServerCommands(CLI::App& app, Cli& cli, int* exit_code);
+void AddProcessCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddSchedulerCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddQueueCommands(CLI::App& app, Cli& cli, int* exit_code);

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   spindle::cli::AddValueCommands(app, cli, &exit_code);
   spindle::cli::AddSchedulerCommands(app, cli, &exit_code);
   spindle::cli::AddPoolCommands(app, cli, &exit_code);
+  spindle::cli::AddProcessCommands(app, cli, &exit_code);
   // ---- end of command groups ----
 
   try {
