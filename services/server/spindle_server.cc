@@ -150,10 +150,11 @@ absl::Status SpindleServer::Init() {
       CapabilityContext{config_, *timers_, *executor_, *registry_, nullptr});
   // ---- capabilities (one line each) ----
   capabilities_.push_back(MakeSyncCapability(*context_));
-  capabilities_.push_back(MakeSchedulerCapability(*context_));
   capabilities_.push_back(MakeProcessCapability(*context_));
   capabilities_.push_back(MakeQueueCapability(*context_));
   capabilities_.push_back(MakePoolCapability(*context_));
+  // Last: triggers use the process and pool engines the capabilities above put in the context.
+  capabilities_.push_back(MakeSchedulerCapability(*context_));
   // ---- end of capabilities ----
 
   // Services no capability implements yet answer UNIMPLEMENTED (NOT_IMPLEMENTED).
