@@ -35,22 +35,22 @@ def test_server_info_from_python(channel, spindled):
     assert "spindle.v1.ServerService" in info.services
 
 
-def test_unbuilt_method_is_unimplemented_with_reason(channel):
+def test_rejected_request_carries_reason_in_details_and_trailer(channel):
     from spindle.v1 import pool_pb2, pool_pb2_grpc
     stub = pool_pb2_grpc.PoolServiceStub(channel)
     with pytest.raises(grpc.RpcError) as err:
-        stub.ListPools(pool_pb2.ListPoolsRequest(), timeout=10)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "worker pools capability" in err.value.details()
+        stub.GetPool(pool_pb2.GetPoolRequest(), timeout=10)  # names no pool
+    assert err.value.code() != grpc.StatusCode.OK
+    assert err.value.details()
     trailers = dict(err.value.trailing_metadata())
-    assert trailers["spindle-reason"] == "NOT_IMPLEMENTED"
+    reason = trailers["spindle-reason"]
+    assert reason and reason == reason.upper()
     # The details decode as google.rpc.Status-compatible spindle.v1.Status with an ErrorInfo.
     from spindle.v1 import common_pb2
-    raw = trailers["grpc-status-details-bin"]
-    status = common_pb2.Status.FromString(raw)
+    status = common_pb2.Status.FromString(trailers["grpc-status-details-bin"])
     info = common_pb2.ErrorInfo()
     assert status.details[0].Unpack(info)
-    assert info.reason == "NOT_IMPLEMENTED" and info.domain == "spindle.dev"
+    assert info.reason == reason and info.domain == "spindle.dev"
 
 
 def test_reflection_lists_every_spindle_service(spindled):
@@ -74,9 +74,9 @@ def test_buf_calls_server_info_over_reflection(spindled):
 
 def test_buf_reports_errors_with_nonzero_exit(spindled):
     result = buf("curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", "{}",
-                 f"http://{spindled.address}/spindle.v1.PoolService/ListPools")
+                 f"http://{spindled.address}/spindle.v1.PoolService/GetPool")
     assert result.returncode != 0
-    assert "unimplemented" in result.stderr.lower()
+    assert "invalid_argument" in result.stderr.lower() and "name" in result.stderr
 
 
 def test_metrics_move_with_calls(channel, spindled):

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/common/status_convert.h"
+#include "services/interceptors/metrics_interceptor.h"
 #include "services/server/spindle_server.h"
 #include "spindle/v1/server.grpc.pb.h"
 #include "tests/support/spindled_process.h"
@@ -117,36 +118,26 @@ TEST_F(SpindleServerTest, StatsCountTheCallInFlight) {
   EXPECT_GE(stats.executor().tasks_spawned_total(), stats.executor().tasks_completed_total());
 }
 
-// A method whose capability is not built answers UNIMPLEMENTED naming method and capability, with
-// the reason in the details and in the trailer.
-TEST_F(SpindleServerTest, UnbuiltMethodNamesItsCapability) {
+// A rejected request carries its machine-readable reason twice: in the status details and in the
+// `spindle-reason` trailer. (GetPool with an empty request names no pool.)
+TEST_F(SpindleServerTest, ErrorsCarryTheReasonInDetailsAndTrailer) {
   grpc::GenericStub stub(channel_);
-  grpc::ByteBuffer request;  // an empty message is a valid proto3 message
-  grpc::ByteBuffer response;
   grpc::Slice empty("");
-  request = grpc::ByteBuffer(&empty, 1);
+  grpc::ByteBuffer request(&empty, 1);  // an empty message is a valid proto3 message
+  grpc::ByteBuffer response;
   auto context = Context();
-  std::mutex mu;
-  std::condition_variable done_cv;
-  bool done = false;
-  grpc::Status status;
-  stub.UnaryCall(context.get(), "/spindle.v1.PoolService/CreatePool", {}, &request, &response,
-                 [&](grpc::Status s) {
-                   std::lock_guard lock(mu);
-                   status = s;
-                   done = true;
-                   done_cv.notify_one();
-                 });
-  std::unique_lock lock(mu);
-  done_cv.wait(lock, [&] { return done; });
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("/spindle.v1.PoolService/CreatePool"));
-  EXPECT_THAT(status.error_message(), HasSubstr("worker pools capability"));
-  EXPECT_EQ(services::ReasonOf(status), "NOT_IMPLEMENTED");
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(context.get(), "/spindle.v1.PoolService/GetPool", {}, &request, &response,
+                 [&](grpc::Status s) { done.set_value(s); });
+  grpc::Status status = done.get_future().get();
+  EXPECT_FALSE(status.ok());
+  EXPECT_FALSE(status.error_message().empty());
+  const std::string reason = services::ReasonOf(status);
+  EXPECT_FALSE(reason.empty());
   auto trailers = context->GetServerTrailingMetadata();
   auto it = trailers.find("spindle-reason");
   ASSERT_NE(it, trailers.end());
-  EXPECT_EQ(std::string(it->second.data(), it->second.size()), "NOT_IMPLEMENTED");
+  EXPECT_EQ(std::string(it->second.data(), it->second.size()), reason);
 }
 
 TEST_F(SpindleServerTest, MetricsCountHandledCallsWithEcosystemLabels) {
@@ -180,19 +171,25 @@ TEST_F(SpindleServerTest, MetricsCountHandledCallsWithEcosystemLabels) {
 }
 
 TEST_F(SpindleServerTest, FailedCallsAreCountedWithTheirCode) {
-  const std::string series =
-      "grpc_server_handled_total{grpc_code=\"Unimplemented\",grpc_method=\"ListPools\","
-      "grpc_service=\"spindle.v1.PoolService\",grpc_type=\"unary\"}";
+  auto call = [&] {
+    grpc::GenericStub stub(channel_);
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1);
+    grpc::ByteBuffer response;
+    auto context = Context();
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(context.get(), "/spindle.v1.PoolService/GetPool", {}, &request, &response,
+                   [&](grpc::Status s) { done.set_value(s); });
+    return done.get_future().get();
+  };
+  grpc::Status first = call();
+  ASSERT_FALSE(first.ok());
+  const std::string series = std::string("grpc_server_handled_total{grpc_code=\"") +
+                             services::GrpcCodeLabel(first.error_code()) +
+                             "\",grpc_method=\"GetPool\",grpc_service=\"spindle.v1.PoolService\","
+                             "grpc_type=\"unary\"}";
   const double before = Sample(series);
-  grpc::GenericStub stub(channel_);
-  grpc::Slice empty("");
-  grpc::ByteBuffer request(&empty, 1);
-  grpc::ByteBuffer response;
-  auto context = Context();
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(context.get(), "/spindle.v1.PoolService/ListPools", {}, &request, &response,
-                 [&](grpc::Status s) { done.set_value(s); });
-  ASSERT_EQ(done.get_future().get().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(call().error_code(), first.error_code());
   EXPECT_EQ(Sample(series), before + 1);
 }
 
