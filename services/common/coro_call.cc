@@ -6,8 +6,8 @@ namespace spindle::services {
 
 absl::Time CallDeadline(const grpc::ServerContextBase& context) {
   const auto deadline = context.deadline();
-  if (deadline >= std::chrono::system_clock::time_point::max() -
-                      std::chrono::hours(24 * 365 * 100)) {
+  if (deadline >=
+      std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365 * 100)) {
     return absl::InfiniteFuture();
   }
   return absl::FromChrono(deadline);
@@ -15,8 +15,7 @@ absl::Time CallDeadline(const grpc::ServerContextBase& context) {
 
 namespace internal {
 
-CoroUnaryReactor::CoroUnaryReactor(grpc::CallbackServerContext* context,
-                                   coro::Executor& executor)
+CoroUnaryReactor::CoroUnaryReactor(grpc::CallbackServerContext* context, coro::Executor& executor)
     : deadline_(executor, CallDeadline(*context), cancelled_.token()) {}
 
 void CoroUnaryReactor::Start(coro::Executor& executor, coro::Task<absl::Status> task) {

@@ -22,11 +22,11 @@
 #ifndef SPINDLE_SERVICES_COMMON_CORO_CALL_H_
 #define SPINDLE_SERVICES_COMMON_CORO_CALL_H_
 
-#include <chrono>
-#include <utility>
-
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
+
+#include <chrono>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -67,8 +67,8 @@ class CoroUnaryReactor final : public grpc::ServerUnaryReactor {
 
 // Starts `factory(token)` (a Task<absl::Status>) for a unary call and returns its reactor.
 template <typename Factory>
-grpc::ServerUnaryReactor* StartUnary(grpc::CallbackServerContext* context,
-                                     coro::Executor& executor, Factory&& factory) {
+grpc::ServerUnaryReactor* StartUnary(grpc::CallbackServerContext* context, coro::Executor& executor,
+                                     Factory&& factory) {
   auto* reactor = new internal::CoroUnaryReactor(context, executor);
   reactor->Start(executor, std::forward<Factory>(factory)(reactor->token()));
   return reactor;

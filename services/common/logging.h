@@ -6,9 +6,8 @@
 #ifndef SPINDLE_SERVICES_COMMON_LOGGING_H_
 #define SPINDLE_SERVICES_COMMON_LOGGING_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace spindle::services {
 

@@ -24,8 +24,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) {
     return grpc::Status::OK;
   }
-  return GrpcError(static_cast<grpc::StatusCode>(status.code()), Reason(status),
-                   status.message());
+  return GrpcError(static_cast<grpc::StatusCode>(status.code()), Reason(status), status.message());
 }
 
 std::string ReasonOf(const grpc::Status& status) {

@@ -9,12 +9,12 @@
 #ifndef SPINDLE_SERVICES_COMMON_STATUS_CONVERT_H_
 #define SPINDLE_SERVICES_COMMON_STATUS_CONVERT_H_
 
-#include <string>
-#include "absl/strings/string_view.h"
-
 #include <grpcpp/support/status.h>
 
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace spindle::services {
 

@@ -1,9 +1,9 @@
 #include "services/interceptors/errors_interceptor.h"
 
-#include <chrono>
-
 #include <grpcpp/server_context.h>
 #include <spdlog/spdlog.h>
+
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/status_convert.h"

@@ -10,10 +10,11 @@
 #ifndef SPINDLE_SERVICES_INTERCEPTORS_ERRORS_INTERCEPTOR_H_
 #define SPINDLE_SERVICES_INTERCEPTORS_ERRORS_INTERCEPTOR_H_
 
-#include <string>
-#include "absl/strings/string_view.h"
-
 #include <grpcpp/support/server_interceptor.h>
+
+#include <string>
+
+#include "absl/strings/string_view.h"
 
 namespace spindle::services {
 

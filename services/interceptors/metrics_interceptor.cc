@@ -1,6 +1,7 @@
 #include "services/interceptors/metrics_interceptor.h"
 
 #include <chrono>
+
 #include "absl/strings/string_view.h"
 
 namespace spindle::services {
@@ -81,11 +82,10 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
 const char* GrpcCodeLabel(int code) {
   static constexpr const char* kLabels[GrpcServerMetrics::kCodes] = {
-      "OK",       "Canceled",         "Unknown",           "InvalidArgument",
-      "DeadlineExceeded", "NotFound", "AlreadyExists",     "PermissionDenied",
-      "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
-      "Unimplemented", "Internal",    "Unavailable",       "DataLoss",
-      "Unauthenticated"};
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
   if (code < 0 || code >= GrpcServerMetrics::kCodes) {
     return "Unknown";
   }
@@ -140,10 +140,9 @@ GrpcServerMetrics::Method& GrpcServerMetrics::ForMethod(const char* method,
     m.started = &started_.Add(m.labels);
     m.received = &received_.Add(m.labels);
     m.sent = &sent_.Add(m.labels);
-    m.handling = &handling_.Add(
-        m.labels, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                          0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                          1, 2.5, 5, 10, 30, 60});
+    m.handling = &handling_.Add(m.labels, prometheus::Histogram::BucketBoundaries{
+                                              0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                              0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
   }
   return m;
 }

@@ -14,18 +14,18 @@
 #ifndef SPINDLE_SERVICES_INTERCEPTORS_METRICS_INTERCEPTOR_H_
 #define SPINDLE_SERVICES_INTERCEPTORS_METRICS_INTERCEPTOR_H_
 
-#include <array>
-#include <map>
-#include <atomic>
-#include <memory>
-#include <string>
-
 #include <grpcpp/support/server_interceptor.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <array>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/node_hash_map.h"

@@ -16,16 +16,16 @@ void AddSample(prometheus::MetricFamily& family, double value,
 
 prometheus::MetricFamily GaugeFamily(std::string name, std::string help, double value,
                                      std::vector<prometheus::ClientMetric::Label> labels) {
-  prometheus::MetricFamily family{std::move(name), std::move(help), prometheus::MetricType::Gauge,
-                                  {}};
+  prometheus::MetricFamily family{
+      std::move(name), std::move(help), prometheus::MetricType::Gauge, {}};
   AddSample(family, value, std::move(labels));
   return family;
 }
 
 prometheus::MetricFamily CounterFamily(std::string name, std::string help, double value,
                                        std::vector<prometheus::ClientMetric::Label> labels) {
-  prometheus::MetricFamily family{std::move(name), std::move(help),
-                                  prometheus::MetricType::Counter, {}};
+  prometheus::MetricFamily family{
+      std::move(name), std::move(help), prometheus::MetricType::Counter, {}};
   AddSample(family, value, std::move(labels));
   return family;
 }

@@ -7,13 +7,13 @@
 #ifndef SPINDLE_SERVICES_METRICS_FUNCTION_COLLECTOR_H_
 #define SPINDLE_SERVICES_METRICS_FUNCTION_COLLECTOR_H_
 
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
 #include <functional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <prometheus/collectable.h>
-#include <prometheus/metric_family.h>
 
 namespace spindle::services {
 

@@ -58,13 +58,13 @@ std::vector<prometheus::MetricFamily> CollectProcessMetrics() {
     families.push_back(CounterFamily("process_cpu_seconds_total",
                                      "Total user and system CPU time spent in seconds.",
                                      (field(14) + field(15)) / ticks));
-    families.push_back(GaugeFamily("process_threads", "Number of OS threads in the process.",
-                                   field(20)));
+    families.push_back(
+        GaugeFamily("process_threads", "Number of OS threads in the process.", field(20)));
     families.push_back(GaugeFamily("process_start_time_seconds",
                                    "Start time of the process since unix epoch in seconds.",
                                    BootTimeSeconds() + field(22) / ticks));
-    families.push_back(GaugeFamily("process_virtual_memory_bytes",
-                                   "Virtual memory size in bytes.", field(23)));
+    families.push_back(
+        GaugeFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.", field(23)));
     families.push_back(GaugeFamily("process_resident_memory_bytes",
                                    "Resident memory size in bytes.", field(24) * page));
   }
@@ -79,9 +79,9 @@ std::vector<prometheus::MetricFamily> CollectProcessMetrics() {
 }
 
 std::vector<prometheus::MetricFamily> CollectBuildInfo() {
-  return {GaugeFamily("spindle_build_info",
-                      "Always 1; the labels say which build of spindled is running.", 1,
-                      {{"version", kVersion}, {"build_type", kBuildType}, {"compiler", kCompiler}})};
+  return {GaugeFamily(
+      "spindle_build_info", "Always 1; the labels say which build of spindled is running.", 1,
+      {{"version", kVersion}, {"build_type", kBuildType}, {"compiler", kCompiler}})};
 }
 
 }  // namespace spindle::services

@@ -3,9 +3,9 @@
 #ifndef SPINDLE_SERVICES_METRICS_PROCESS_METRICS_H_
 #define SPINDLE_SERVICES_METRICS_PROCESS_METRICS_H_
 
-#include <vector>
-
 #include <prometheus/metric_family.h>
+
+#include <vector>
 
 namespace spindle::services {
 

@@ -10,12 +10,12 @@
 #ifndef SPINDLE_SERVICES_SERVER_CAPABILITY_H_
 #define SPINDLE_SERVICES_SERVER_CAPABILITY_H_
 
+#include <grpcpp/impl/service_type.h>
+#include <prometheus/registry.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/impl/service_type.h>
-#include <prometheus/registry.h>
 
 #include "services/server/config.h"
 #include "spindle/common/session_hooks.h"
@@ -25,7 +25,9 @@
 namespace spindle::coro {
 class Executor;
 }  // namespace spindle::coro
-namespace spindle::process { class ProcessTable; }  // NOLINT: one-line forward declaration
+namespace spindle::process {
+class ProcessTable;
+}  // namespace spindle::process
 
 namespace spindle::services {
 

@@ -10,8 +10,8 @@ namespace {
 // A Prometheus histogram in seconds from the executor's power-of-two microsecond buckets.
 prometheus::MetricFamily LagHistogram(std::string name, std::string help,
                                       const coro::LagStats& lag) {
-  prometheus::MetricFamily family{std::move(name), std::move(help),
-                                  prometheus::MetricType::Histogram, {}};
+  prometheus::MetricFamily family{
+      std::move(name), std::move(help), prometheus::MetricType::Histogram, {}};
   prometheus::ClientMetric metric;
   metric.histogram.sample_count = lag.count;
   metric.histogram.sample_sum = lag.sum_micros / 1e6;
@@ -32,9 +32,8 @@ prometheus::MetricFamily LagHistogram(std::string name, std::string help,
 
 std::vector<prometheus::MetricFamily> CollectExecutorMetrics(const coro::ExecutorStats& s) {
   std::vector<prometheus::MetricFamily> families;
-  families.push_back(
-      GaugeFamily("spindle_executor_threads", "Worker threads of the coroutine executor.",
-                  s.threads));
+  families.push_back(GaugeFamily("spindle_executor_threads",
+                                 "Worker threads of the coroutine executor.", s.threads));
   families.push_back(GaugeFamily("spindle_executor_runnable",
                                  "Coroutines and callbacks ready to run, waiting for a worker.",
                                  static_cast<double>(s.runnable)));

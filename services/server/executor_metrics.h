@@ -3,9 +3,9 @@
 #ifndef SPINDLE_SERVICES_SERVER_EXECUTOR_METRICS_H_
 #define SPINDLE_SERVICES_SERVER_EXECUTOR_METRICS_H_
 
-#include <vector>
-
 #include <prometheus/metric_family.h>
+
+#include <vector>
 
 #include "spindle/coro/stats.h"
 #include "spindle/v1/server.pb.h"

@@ -1,13 +1,12 @@
 // spindled: the Spindle server. Parses flags, sets up the process (signals, subreaper, logs),
 // starts a SpindleServer and drains it on SIGTERM or SIGINT.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
 
 #include "services/common/build_info.h"
 #include "services/common/logging.h"

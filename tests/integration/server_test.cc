@@ -1,16 +1,15 @@
 // The foundation over real channels: the in-process server and the real spindled binary.
+#include <gmock/gmock.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/security/credentials.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <condition_variable>
 #include <future>
 #include <mutex>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/security/credentials.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -164,8 +163,8 @@ TEST_F(SpindleServerTest, MetricsCountHandledCallsWithEcosystemLabels) {
        {"process_resident_memory_bytes ", "process_open_fds ", "process_cpu_seconds_total ",
         "process_start_time_seconds ", "process_max_fds ", "spindle_build_info{",
         "spindle_executor_threads ", "spindle_executor_live_coroutines ",
-        "spindle_executor_pending_timers ", "spindle_executor_queue_lag_seconds_bucket{le=",
-        "spindle_grpc_inflight_calls "}) {
+        "spindle_executor_pending_timers ",
+        "spindle_executor_queue_lag_seconds_bucket{le=", "spindle_grpc_inflight_calls "}) {
     EXPECT_NE(body->find(family), std::string::npos) << family;
   }
 }
@@ -224,8 +223,8 @@ TEST(SpindleServerStartTest, MalformedAddressIsInvalidArgument) {
 TEST(SpindleServerStartTest, ShutdownTurnsHealthNotServingAndRefusesCalls) {
   auto server = services::SpindleServer::Start(EphemeralConfig());
   ASSERT_TRUE(server.ok()) << server.status();
-  auto channel = grpc::CreateChannel((*server)->listen_address(),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel((*server)->listen_address(), grpc::InsecureChannelCredentials());
   auto stub = v1::ServerService::NewStub(channel);
   (*server)->Shutdown(absl::Seconds(5));
   grpc::ClientContext context;
@@ -305,8 +304,8 @@ TEST(SpindledBinaryTest, HelpDocumentsEveryFlag) {
 TEST(SpindledBinaryTest, BusyPortRefusesToStart) {
   testing::SpindledProcess first;
   ASSERT_TRUE(first.Start().ok());
-  auto result = testing::RunCommand({testing::SpindledPath(), "--listen=" + first.address(),
-                                     "--metrics-listen=127.0.0.1:0"});
+  auto result = testing::RunCommand(
+      {testing::SpindledPath(), "--listen=" + first.address(), "--metrics-listen=127.0.0.1:0"});
   ASSERT_TRUE(result.ok());
   EXPECT_NE(result->exit.code, 0);
   EXPECT_THAT(result->err, HasSubstr("cannot listen on --listen '" + first.address() + "'"));

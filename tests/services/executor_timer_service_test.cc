@@ -1,9 +1,9 @@
 #include "services/server/executor_timer_service.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"

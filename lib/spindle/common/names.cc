@@ -39,8 +39,8 @@ absl::Status CheckChars(absl::string_view field, absl::string_view name) {
                            absl::StrCat(field, " ", Quote(name), " has an empty '/' segment"));
   }
   if (name.front() == '/' || name.front() == '.') {
-    return InvalidArgument("INVALID_NAME",
-                           absl::StrCat(field, " ", Quote(name), " must not start with '/' or '.'"));
+    return InvalidArgument(
+        "INVALID_NAME", absl::StrCat(field, " ", Quote(name), " must not start with '/' or '.'"));
   }
   return absl::OkStatus();
 }
@@ -69,9 +69,9 @@ absl::Status ValidatePrefix(absl::string_view field, absl::string_view prefix) {
     return absl::OkStatus();
   }
   if (prefix.size() > kMaxNameLength) {
-    return InvalidArgument("INVALID_NAME", absl::StrFormat("%s %s is %d bytes long; the limit is %d",
-                                                           field, Quote(prefix), prefix.size(),
-                                                           kMaxNameLength));
+    return InvalidArgument("INVALID_NAME",
+                           absl::StrFormat("%s %s is %d bytes long; the limit is %d", field,
+                                           Quote(prefix), prefix.size(), kMaxNameLength));
   }
   return CheckChars(field, prefix);
 }

@@ -9,9 +9,9 @@
 #define SPINDLE_COMMON_NAMES_H_
 
 #include <cstddef>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace spindle {
 

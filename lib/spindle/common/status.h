@@ -10,12 +10,12 @@
 #define SPINDLE_COMMON_STATUS_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace spindle {
 
@@ -48,12 +48,11 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context);
 }  // namespace spindle
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define SPINDLE_RETURN_IF_ERROR(expr)                 \
-  do {                                                \
-    if (::absl::Status spindle_status_ = (expr);      \
-        !spindle_status_.ok()) [[unlikely]] {         \
-      return spindle_status_;                         \
-    }                                                 \
+#define SPINDLE_RETURN_IF_ERROR(expr)                                                  \
+  do {                                                                                 \
+    if (::absl::Status spindle_status_ = (expr); !spindle_status_.ok()) [[unlikely]] { \
+      return spindle_status_;                                                          \
+    }                                                                                  \
   } while (false)
 
 #define SPINDLE_STATUS_CONCAT_INNER_(a, b) a##b
@@ -72,12 +71,11 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
 // The same two for coroutines (Task<absl::Status>, Task<absl::StatusOr<T>>): co_return instead of
 // return.
-#define SPINDLE_CO_RETURN_IF_ERROR(expr)              \
-  do {                                                \
-    if (::absl::Status spindle_status_ = (expr);      \
-        !spindle_status_.ok()) [[unlikely]] {         \
-      co_return spindle_status_;                      \
-    }                                                 \
+#define SPINDLE_CO_RETURN_IF_ERROR(expr)                                               \
+  do {                                                                                 \
+    if (::absl::Status spindle_status_ = (expr); !spindle_status_.ok()) [[unlikely]] { \
+      co_return spindle_status_;                                                       \
+    }                                                                                  \
   } while (false)
 
 #define SPINDLE_CO_ASSIGN_OR_RETURN(lhs, expr) \

@@ -1,8 +1,8 @@
 #include "spindle/common/names.h"
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "spindle/common/status.h"
 

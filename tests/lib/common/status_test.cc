@@ -42,8 +42,7 @@ TEST(StatusTest, ReturnIfErrorReturnsTheError) {
 
 TEST(StatusTest, AssignOrReturnAssignsOrReturns) {
   EXPECT_EQ(*Doubled(21), 42);
-  EXPECT_EQ(Doubled(absl::OutOfRangeError("end")).status().code(),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(Doubled(absl::OutOfRangeError("end")).status().code(), absl::StatusCode::kOutOfRange);
 }
 
 }  // namespace
