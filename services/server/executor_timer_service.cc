@@ -44,6 +44,11 @@ size_t ExecutorTimerService::pending() const {
 coro::Task<void> ExecutorTimerService::RunTimer(ExecutorTimerService* self, TimerId id,
                                                 absl::Time when, coro::CancellationToken token) {
   absl::Status slept = co_await self->executor_.SleepUntil(when, token);
+  // The reactor's timers run on the monotonic clock; engines compare deadlines with Now() (wall
+  // clock). Never run a callback before its deadline by that clock: sleep out the difference.
+  while (slept.ok() && self->Now() < when) {
+    slept = co_await self->executor_.SleepUntil(when, token);
+  }
   Callback callback;
   {
     absl::MutexLock lock(&self->mu_);
