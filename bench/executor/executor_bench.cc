@@ -1,7 +1,8 @@
 // Benchmarks of the coroutine executor, each side by side with the std::thread +
 // std::condition_variable equivalent measured in the same run.
 //
-// Every benchmark reports counters rather than relying on the Time column:
+// Every benchmark reports counters rather than relying on the Time column (per-operation figures
+// are the median of several batches; latencies the median of every round, with p90 beside):
 //   coro_*    the executor's figure       thread_*  the std::thread + condvar figure
 //   ratio     thread / coro (how many times cheaper the executor is; > 1 is better)
 // Latencies are wall-clock. Costs (spawn, timers) also come as *_cpu_ns: CPU time of the whole
@@ -12,6 +13,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -70,6 +72,13 @@ int64_t ResidentBytes() {
   return resident_pages * sysconf(_SC_PAGESIZE);
 }
 
+// The median and 90th percentile of `samples` (sorted in place). On a shared machine a few
+// preempted rounds would dominate a mean.
+double Percentile(std::vector<double>& samples, double fraction) {
+  std::sort(samples.begin(), samples.end());
+  return samples.empty() ? 0 : samples[static_cast<size_t>(fraction * (samples.size() - 1))];
+}
+
 void Report(benchmark::State& state, const char* unit, double coro, double thread) {
   state.counters[std::string("coro_") + unit] = coro;
   state.counters[std::string("thread_") + unit] = thread;
@@ -115,20 +124,22 @@ Task<void> YieldLoop(Executor* executor, int count) {
 
 void BM_SuspendResume(benchmark::State& state) {
   auto executor = MakeExecutor(static_cast<int>(state.range(0)));
-  constexpr int kYields = 1'000'000;
-  constexpr int kRoundTrips = 20'000;
-  double coro = 0;
-  double thread = 0;
+  constexpr int kBatches = 7;
+  constexpr int kYields = 200'000;
+  constexpr int kRoundTrips = 5'000;
+  std::vector<double> coro;
+  std::vector<double> thread;
   for (auto _ : state) {
-    const Clock::time_point start = Clock::now();
-    SyncWait(YieldLoop(executor.get(), kYields));
-    coro += NanosSince(start) / kYields;
-    thread += CondvarHandoffNanos(kRoundTrips);
+    for (int batch = 0; batch < kBatches; ++batch) {
+      const Clock::time_point start = Clock::now();
+      SyncWait(YieldLoop(executor.get(), kYields));
+      coro.push_back(NanosSince(start) / kYields);
+      thread.push_back(CondvarHandoffNanos(kRoundTrips));
+    }
   }
-  const double n = static_cast<double>(state.iterations());
-  Report(state, "ns", coro / n, thread / n);
+  Report(state, "ns", Percentile(coro, 0.5), Percentile(thread, 0.5));
 }
-BENCHMARK(BM_SuspendResume)->Arg(1)->Arg(2)->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SuspendResume)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // 2. Spawn + complete: a task spawned into a scope, run and finished, vs a std::thread created
 // and joined.
@@ -402,7 +413,7 @@ constexpr auto kParkPause = std::chrono::microseconds(200);
 struct WakeProbe {
   std::atomic<int64_t> signalled_ns{0};
   std::atomic<int> acked{0};
-  double total_ns = 0;  // Written by the waiter only.
+  std::vector<double> samples;  // Written by the waiter only, read after it finished.
 };
 
 int64_t NowNs() {
@@ -415,7 +426,7 @@ Task<void> WakeWaiter(Executor* executor, AsyncEvent* event, WakeProbe* probe, i
   for (int i = 0; i < rounds; ++i) {
     absl::Status status = co_await event->Wait(CancellationToken());
     benchmark::DoNotOptimize(status);
-    probe->total_ns += static_cast<double>(NowNs() - probe->signalled_ns.load());
+    probe->samples.push_back(static_cast<double>(NowNs() - probe->signalled_ns.load()));
     event->Clear();
     probe->acked.store(i + 1, std::memory_order_release);
   }
@@ -423,7 +434,7 @@ Task<void> WakeWaiter(Executor* executor, AsyncEvent* event, WakeProbe* probe, i
 
 Task<void> JoinScope(TaskScope* scope) { co_await scope->Join(); }
 
-double ForeignToCoroutineNanos(Executor* executor, int rounds) {
+std::vector<double> ForeignToCoroutineNanos(Executor* executor, int rounds) {
   AsyncEvent event;
   WakeProbe probe;
   TaskScope scope(*executor);
@@ -440,10 +451,10 @@ double ForeignToCoroutineNanos(Executor* executor, int rounds) {
     }
   }
   SyncWait(JoinScope(&scope));
-  return probe.total_ns / rounds;
+  return std::move(probe.samples);
 }
 
-double ThreadToThreadNanos(int rounds) {
+std::vector<double> ThreadToThreadNanos(int rounds) {
   std::mutex mu;
   std::condition_variable cv;
   bool set = false;
@@ -454,7 +465,7 @@ double ThreadToThreadNanos(int rounds) {
       std::unique_lock<std::mutex> lock(mu);
       waiting = true;
       cv.wait(lock, [&] { return set; });
-      probe.total_ns += static_cast<double>(NowNs() - probe.signalled_ns.load());
+      probe.samples.push_back(static_cast<double>(NowNs() - probe.signalled_ns.load()));
       set = false;
       waiting = false;
       probe.acked.store(i + 1, std::memory_order_release);
@@ -479,22 +490,25 @@ double ThreadToThreadNanos(int rounds) {
     }
   }
   waiter.join();
-  return probe.total_ns / rounds;
+  return std::move(probe.samples);
 }
 
 void BM_CrossThreadWake(benchmark::State& state) {
-  auto executor = MakeExecutor(2);
+  auto executor = MakeExecutor(static_cast<int>(state.range(0)));
   constexpr int kRounds = 2'000;
-  double coro = 0;
-  double thread = 0;
+  std::vector<double> coro;
+  std::vector<double> thread;
   for (auto _ : state) {
-    coro += ForeignToCoroutineNanos(executor.get(), kRounds);
-    thread += ThreadToThreadNanos(kRounds);
+    std::vector<double> c = ForeignToCoroutineNanos(executor.get(), kRounds);
+    std::vector<double> t = ThreadToThreadNanos(kRounds);
+    coro.insert(coro.end(), c.begin(), c.end());
+    thread.insert(thread.end(), t.begin(), t.end());
   }
-  const double n = static_cast<double>(state.iterations());
-  Report(state, "ns", coro / n, thread / n);
+  Report(state, "ns", Percentile(coro, 0.5), Percentile(thread, 0.5));
+  state.counters["coro_p90_ns"] = Percentile(coro, 0.9);
+  state.counters["thread_p90_ns"] = Percentile(thread, 0.9);
 }
-BENCHMARK(BM_CrossThreadWake)->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CrossThreadWake)->Arg(1)->Arg(2)->Iterations(3)->Unit(benchmark::kMillisecond);
 
 Task<void> PingPong(AsyncEvent* mine, AsyncEvent* theirs, int rounds, bool starts) {
   for (int i = 0; i < rounds; ++i) {
@@ -522,20 +536,22 @@ Task<void> RunPingPong(Executor* executor, int rounds) {
 
 void BM_CoroutineWakeHandoff(benchmark::State& state) {
   auto executor = MakeExecutor(2);
-  constexpr int kRounds = 200'000;
-  constexpr int kThreadRounds = 20'000;
-  double coro = 0;
-  double thread = 0;
+  constexpr int kBatches = 7;
+  constexpr int kRounds = 50'000;
+  constexpr int kThreadRounds = 5'000;
+  std::vector<double> coro;
+  std::vector<double> thread;
   for (auto _ : state) {
-    const Clock::time_point start = Clock::now();
-    SyncWait(RunPingPong(executor.get(), kRounds));
-    coro += NanosSince(start) / (2.0 * kRounds);
-    thread += CondvarHandoffNanos(kThreadRounds);
+    for (int batch = 0; batch < kBatches; ++batch) {
+      const Clock::time_point start = Clock::now();
+      SyncWait(RunPingPong(executor.get(), kRounds));
+      coro.push_back(NanosSince(start) / (2.0 * kRounds));
+      thread.push_back(CondvarHandoffNanos(kThreadRounds));
+    }
   }
-  const double n = static_cast<double>(state.iterations());
-  Report(state, "ns", coro / n, thread / n);
+  Report(state, "ns", Percentile(coro, 0.5), Percentile(thread, 0.5));
 }
-BENCHMARK(BM_CoroutineWakeHandoff)->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CoroutineWakeHandoff)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace spindle::coro

@@ -25,7 +25,7 @@ FIGURES = [
      "thread blocked on a condvar", "< 268 bytes (256 MiB / 1M)", lambda c, t, r: c < 268.4),
     ("BM_PendingTimers/100000", "timer arm+cancel with 100,000 pending (CPU)", "cpu_ns",
      "timer thread with std::multimap", None, None),
-    ("BM_CrossThreadWake", "cross-thread wake-up, foreign thread -> coroutine", "ns",
+    ("BM_CrossThreadWake/2", "cross-thread wake-up, foreign thread -> coroutine (2 workers)", "ns",
      "condvar notify -> thread", "ratio >= 1", lambda c, t, r: r >= 1.0),
     ("BM_CoroutineWakeHandoff", "wake-up hand-off, coroutine -> coroutine", "ns",
      "condvar hand-off", "ratio >= 1", lambda c, t, r: r >= 1.0),

@@ -31,6 +31,11 @@ struct Worker {
   Executor* executor = nullptr;
   int index = 0;
   LocalQueue queue;
+  // Parking (see Executor::Park). `parked` is the futex word: 1 while parked and not yet chosen.
+  std::atomic<uint32_t> parked{0};
+  void* handoff = nullptr;      // An item given by the unparker; written before `parked` = 0.
+  Worker* next_idle = nullptr;  // Guarded by Executor::idle_mu_.
+  bool idle = false;            // On the idle stack; guarded by Executor::idle_mu_.
   // The next item to run: a waiter woken by this worker. Owner only, not stealable.
   void* next = nullptr;
   int next_streak = 0;  // Consecutive runs from `next`; bounded so ping-pong cannot starve others.
@@ -193,7 +198,7 @@ void Executor::Shutdown() {
     accepting_ = false;
   }
   stopping_.store(true, std::memory_order_seq_cst);
-  idle_.NotifyAll();
+  UnparkAll();
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) {
       worker->thread.join();
@@ -349,6 +354,11 @@ bool Executor::EnqueueYield(void* item) noexcept {
 }
 
 bool Executor::Inject(void* item) {
+  // A parked worker takes the item straight from this thread: no queue on the way. (It parked
+  // because it found nothing to do, so nothing queued is being overtaken for long.)
+  if (UnparkOne(item)) {
+    return true;
+  }
   const int64_t now = internal::MonotonicNowNs();
   {
     internal::MutexLock lock(&inject_mu_);
@@ -356,9 +366,12 @@ bool Executor::Inject(void* item) {
       return false;
     }
     injected_.push_back(Injected{item, now});
-    injected_size_.store(injected_.size(), std::memory_order_relaxed);
+    injected_size_.store(injected_.size(), std::memory_order_seq_cst);
   }
-  idle_.NotifyOne();
+  // A worker that parked after the check above either sees the item when it re-checks before
+  // sleeping, or is seen here (both sides write, then read the other's flag, sequentially
+  // consistent).
+  UnparkOne(nullptr);
   return true;
 }
 
@@ -374,7 +387,7 @@ void Executor::InjectBatch(const std::vector<void*>& items, bool force) {
       for (void* item : items) {
         injected_.push_back(Injected{item, now});
       }
-      injected_size_.store(injected_.size(), std::memory_order_relaxed);
+      injected_size_.store(injected_.size(), std::memory_order_seq_cst);
     } else {
       accepted = false;
     }
@@ -385,7 +398,8 @@ void Executor::InjectBatch(const std::vector<void*>& items, bool force) {
     }
     return;
   }
-  idle_.Notify(static_cast<int>(std::min(items.size(), workers_.size())));
+  for (size_t woken = 0; woken < items.size() && UnparkOne(nullptr); ++woken) {
+  }
 }
 
 void Executor::PushLocal(internal::Worker& worker, void* item) {
@@ -411,16 +425,93 @@ void Executor::PushLocal(internal::Worker& worker, void* item) {
 }
 
 void Executor::MaybeWakeWorker() {
-  if (!idle_.HasWaiters()) {
-    return;
+  // A hint is enough: this worker is alive and runs its queue itself if nobody helps.
+  if (idle_count_.load(std::memory_order_relaxed) > 0) {
+    UnparkOne(nullptr);
   }
-  bool expected = false;
-  if (!waking_.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
-    return;  // One is on its way; it wakes another if it finds more than it can take.
+}
+
+bool Executor::UnparkOne(void* item) {
+  if (idle_count_.load(std::memory_order_seq_cst) == 0) {
+    return false;
   }
-  if (!idle_.NotifyOne()) {
-    waking_.store(false, std::memory_order_release);
+  internal::Worker* worker;
+  {
+    internal::MutexLock lock(&idle_mu_);
+    worker = idle_top_;
+    if (worker == nullptr) {
+      return false;
+    }
+    idle_top_ = worker->next_idle;
+    worker->idle = false;
+    idle_count_.fetch_sub(1, std::memory_order_relaxed);
+    worker->handoff = item;
+    worker->parked.store(0, std::memory_order_release);
   }
+  // The worker may already be running again (it re-checks before sleeping); a wake-up it does not
+  // need is harmless, and the Worker outlives the executor's threads.
+  internal::FutexWake(&worker->parked, 1);
+  return true;
+}
+
+void Executor::UnparkAll() {
+  std::vector<internal::Worker*> woken;
+  {
+    internal::MutexLock lock(&idle_mu_);
+    while (internal::Worker* worker = idle_top_) {
+      idle_top_ = worker->next_idle;
+      worker->idle = false;
+      worker->parked.store(0, std::memory_order_release);
+      woken.push_back(worker);
+    }
+    idle_count_.store(0, std::memory_order_relaxed);
+  }
+  for (internal::Worker* worker : woken) {
+    internal::FutexWake(&worker->parked, 1);
+  }
+}
+
+void* Executor::Park(internal::Worker& worker) {
+  {
+    internal::MutexLock lock(&idle_mu_);
+    worker.parked.store(1, std::memory_order_relaxed);
+    worker.idle = true;
+    worker.next_idle = idle_top_;
+    idle_top_ = &worker;
+    idle_count_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  // Work published before the registration above is visible now; work published after it finds
+  // this worker on the stack (see Inject).
+  void* found = FindWork(worker);
+  if (found != nullptr || stopping_.load(std::memory_order_seq_cst)) {
+    void* handed = nullptr;
+    {
+      internal::MutexLock lock(&idle_mu_);
+      if (worker.idle) {
+        internal::Worker** link = &idle_top_;
+        while (*link != &worker) {
+          link = &(*link)->next_idle;
+        }
+        *link = worker.next_idle;
+        worker.idle = false;
+        idle_count_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        handed = std::exchange(worker.handoff, nullptr);  // Chosen meanwhile.
+      }
+      worker.parked.store(0, std::memory_order_relaxed);
+    }
+    if (handed != nullptr) {
+      if (found == nullptr) {
+        return handed;
+      }
+      PushLocal(worker, handed);
+    }
+    return found;
+  }
+  while (worker.parked.load(std::memory_order_acquire) == 1) {
+    internal::FutexWait(&worker.parked, 1);
+  }
+  return std::exchange(worker.handoff, nullptr);
 }
 
 // Executor: workers
@@ -447,23 +538,16 @@ void Executor::WorkerLoop(internal::Worker& worker) {
       }
       item = FindWork(worker);
     }
-    if (item != nullptr) {
-      Run(item);
-      continue;
+    if (item == nullptr) {
+      if (stopping_.load(std::memory_order_seq_cst)) {
+        break;  // Nothing left in this worker's queues or the injection queue.
+      }
+      item = Park(worker);
+      if (item == nullptr) {
+        continue;  // Woken to look for work (or it showed up while parking).
+      }
     }
-    const internal::EventCount::Key key = idle_.PrepareWait();
-    if (void* item = FindWork(worker)) {
-      idle_.CancelWait();
-      waking_.store(false, std::memory_order_release);
-      Run(item);
-      continue;
-    }
-    if (stopping_.load(std::memory_order_seq_cst)) {
-      idle_.CancelWait();
-      break;
-    }
-    idle_.Wait(key);
-    waking_.store(false, std::memory_order_release);
+    Run(item);
   }
   tls_worker = nullptr;
 }
@@ -494,7 +578,7 @@ void* Executor::FindWork(internal::Worker& worker) {
 }
 
 void* Executor::PopInjected(internal::Worker& worker) {
-  if (injected_size_.load(std::memory_order_relaxed) == 0) {
+  if (injected_size_.load(std::memory_order_seq_cst) == 0) {
     return nullptr;
   }
   const int64_t now = internal::MonotonicNowNs();

@@ -9,9 +9,11 @@
 //
 // Threads. N worker threads run coroutines and posted callbacks. Each worker has a local FIFO
 // queue that idle workers steal half of; work from other threads goes through a shared injection
-// queue. Idle workers sleep on a futex and cost nothing. One more thread, the reactor, sleeps in
-// epoll_wait for fds and a timerfd, and hands ready waiters to the workers in batches; it never
-// runs coroutine code, so a long-running coroutine cannot delay timers (their lag is measured).
+// queue, or straight to a parked worker. Idle workers poll for a few microseconds, then park on
+// their own futex; the most recently parked one is woken first (its cache is warm). One more
+// thread, the reactor, sleeps in epoll_wait for fds and a timerfd, and hands ready waiters to the
+// workers in batches; it never runs coroutine code, so a long-running coroutine cannot delay timers
+// (their lag is measured).
 //
 // Which thread resumes a waiter (applies to every awaitable in lib/spindle/coro):
 //  - Reactor waits (SleepFor/SleepUntil, WaitReadable/WaitWritable/WaitProcessExit) resume on a
@@ -215,6 +217,14 @@ class Executor {
   void* PopInjected(internal::Worker& worker);
   void* Steal(internal::Worker& worker);
   void PushLocal(internal::Worker& worker, void* item);
+  // Parks `worker` until another thread wakes it; returns an item handed to it directly, if any.
+  // Returns nullptr at once, without parking, if work shows up while it registers as idle.
+  void* Park(internal::Worker& worker);
+  // Unparks the most recently parked worker, handing it `item` (may be null). Returns false when
+  // no worker is parked.
+  bool UnparkOne(void* item);
+  void UnparkAll();
+  // Wakes a parked worker when this worker has more queued than it can run at once.
   void MaybeWakeWorker();
   static void Run(void* item);
 
@@ -239,10 +249,11 @@ class Executor {
   std::unique_ptr<TaskScope> root_scope_;                   // Constant after Create().
   CancellationSource shutdown_source_;
 
-  // Idle workers sleep here; `waking_` is set while one has been woken for surplus local work and
-  // has not yet looked for it, so that a burst of pushes costs one wake-up rather than one each.
-  internal::EventCount idle_;
-  std::atomic<bool> waking_{false};
+  // Parked workers, most recently parked on top: a wake-up goes to the warmest one, and a worker
+  // leaves the stack the moment it is chosen, so a burst of pushes wakes each idle worker once.
+  internal::Mutex idle_mu_;
+  internal::Worker* idle_top_ ABSL_GUARDED_BY(idle_mu_) = nullptr;
+  std::atomic<int> idle_count_{0};  // Stack size; read without the lock to skip it when zero.
   std::atomic<bool> stopping_{false};
 
   mutable internal::Mutex inject_mu_;

@@ -1,4 +1,5 @@
-// Futex-based parking for the executor's threads and SyncWait.
+// Futex-based waiting: the executor's shutdown drain and SyncWait (workers park on their own
+// futex word, see Executor::Park).
 //
 // EventCount lets a thread sleep until "something may have changed" without a lock on the notify
 // side (the protocol of folly::EventCount): a waiter announces itself with PrepareWait(), checks
