@@ -243,6 +243,24 @@ TEST(ChannelTest, CancelledSenderDoesNotEnqueue) {
   EXPECT_FALSE(channel.TryReceive()->has_value());
 }
 
+TEST(ChannelTest, CancellingASuspendedSenderRemovesItAndItsValue) {
+  auto executor = MakeExecutor(2);
+  Channel<int> channel(1);
+  ASSERT_THAT(SyncWait(Send(&channel, 1, CancellationToken())), IsOk());
+  CancellationSource source;
+  std::thread canceller([&] {
+    WaitUntil([&] { return channel.senders_waiting() == 1; });
+    source.Cancel(spindle::Cancelled("producer gone"));
+  });
+  absl::Status status = SyncWait(Send(&channel, 2, source.token()));
+  canceller.join();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(status.message(), "waiting for Channel send (channel full): producer gone");
+  EXPECT_EQ(channel.senders_waiting(), 0u);
+  EXPECT_EQ(*SyncWait(Receive(&channel, CancellationToken())), 1);
+  EXPECT_FALSE(channel.TryReceive()->has_value());  // 2 was never accepted.
+}
+
 Task<void> ReceiveOrCancel(Channel<int>* channel, CancellationToken token, std::mutex* mu,
                            std::vector<int>* received, Latch* done) {
   absl::StatusOr<int> value = co_await channel->Receive(std::move(token));

@@ -40,11 +40,7 @@ using ::spindle::coro::testing::StatusIs;
 using ::spindle::coro::testing::WaitUntil;
 using ::testing::HasSubstr;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr int kManyTimers = 20'000;
-#else
 constexpr int kManyTimers = 100'000;
-#endif
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
