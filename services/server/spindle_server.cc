@@ -17,16 +17,16 @@
 #include "services/metrics/function_collector.h"
 #include "services/metrics/process_metrics.h"
 #include "services/pool/pool_capability.h"
-#include "services/queue/queue_capability.h"
 #include "services/process/process_capability.h"
+#include "services/queue/queue_capability.h"
 #include "services/scheduler/scheduler_service.h"
 #include "services/server/capability.h"
 #include "services/server/executor_metrics.h"
 #include "services/server/executor_timer_service.h"
 #include "services/server/server_service.h"
 #include "services/sync/sync_capability.h"
-#include "spindle/coro/executor.h"
 #include "spindle/common/status.h"
+#include "spindle/coro/executor.h"
 #include "spindle/v1/lock.grpc.pb.h"
 #include "spindle/v1/pool.grpc.pb.h"
 #include "spindle/v1/process.grpc.pb.h"
@@ -79,10 +79,8 @@ void SpindleServer::AddUnbuiltServices(std::vector<grpc::Service*>& services,
   add(v1::SessionService::service_full_name(),
       std::make_unique<v1::SessionService::CallbackService>());
   add(v1::LockService::service_full_name(), std::make_unique<v1::LockService::CallbackService>());
-  add(v1::QueueService::service_full_name(),
-      std::make_unique<v1::QueueService::CallbackService>());
-  add(v1::ValueService::service_full_name(),
-      std::make_unique<v1::ValueService::CallbackService>());
+  add(v1::QueueService::service_full_name(), std::make_unique<v1::QueueService::CallbackService>());
+  add(v1::ValueService::service_full_name(), std::make_unique<v1::ValueService::CallbackService>());
   add(v1::SchedulerService::service_full_name(),
       std::make_unique<v1::SchedulerService::CallbackService>());
 }
@@ -115,15 +113,15 @@ absl::Status SpindleServer::Init() {
   SPINDLE_ASSIGN_OR_RETURN(auth::ServerSecurity security,
                            auth::MakeServerSecurity(config_, listen.host, registry_));
   if (!config_.metrics_listen.empty()) {
-    SPINDLE_ASSIGN_OR_RETURN(HostPort metrics, SplitHostPort("--metrics-listen",
-                                                             config_.metrics_listen));
+    SPINDLE_ASSIGN_OR_RETURN(HostPort metrics,
+                             SplitHostPort("--metrics-listen", config_.metrics_listen));
     try {
       exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen);
     } catch (const std::exception& e) {
       return FailedPrecondition(
-          "ADDRESS_IN_USE", absl::StrCat("cannot serve metrics on --metrics-listen '",
-                                         config_.metrics_listen, "': ", e.what(),
-                                         " (address in use or not local?)"));
+          "ADDRESS_IN_USE",
+          absl::StrCat("cannot serve metrics on --metrics-listen '", config_.metrics_listen,
+                       "': ", e.what(), " (address in use or not local?)"));
     }
     auth::ProtectMetrics(config_, security, *exposer_);
     auto ports = exposer_->GetListeningPorts();
@@ -150,8 +148,8 @@ absl::Status SpindleServer::Init() {
       CapabilityContext{config_, *timers_, *executor_, *registry_, nullptr});
   // ---- capabilities (one line each) ----
   capabilities_.push_back(MakeSyncCapability(*context_));
-  capabilities_.push_back(MakeProcessCapability(*context_));
   capabilities_.push_back(MakeQueueCapability(*context_));
+  capabilities_.push_back(MakeProcessCapability(*context_));
   capabilities_.push_back(MakePoolCapability(*context_));
   // Last: triggers use the process and pool engines the capabilities above put in the context.
   capabilities_.push_back(MakeSchedulerCapability(*context_));

@@ -10,11 +10,11 @@
 #ifndef SPINDLE_SERVICES_SERVER_SPINDLE_SERVER_H_
 #define SPINDLE_SERVICES_SERVER_SPINDLE_SERVER_H_
 
+#include <grpcpp/server.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"

@@ -7,16 +7,16 @@
 #ifndef SPINDLE_SERVICES_SPINDLECTL_CLI_H_
 #define SPINDLE_SERVICES_SPINDLECTL_CLI_H_
 
+#include <google/protobuf/message.h>
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <google/protobuf/message.h>
-#include <grpcpp/channel.h>
-#include <grpcpp/client_context.h>
 
 namespace spindle::cli {
 
@@ -82,13 +82,13 @@ using CommandAdder = void (*)(CLI::App& app, Cli& cli, int* exit_code);
 
 // One function per command group, each in its own <group>_commands.cc; main.cc calls them all.
 void AddServerCommands(CLI::App& app, Cli& cli, int* exit_code);
-void AddProcessCommands(CLI::App& app, Cli& cli, int* exit_code);
-void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddSchedulerCommands(CLI::App& app, Cli& cli, int* exit_code);
+void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code);
+void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddQueueCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddValueCommands(CLI::App& app, Cli& cli, int* exit_code);
+void AddProcessCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddSecurityOptions(CLI::App& app, Cli& cli, int* exit_code);  // global --tls-*, --token
-void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code);
 
 }  // namespace spindle::cli
 

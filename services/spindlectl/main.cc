@@ -1,8 +1,7 @@
 // spindlectl: the command-line client of Spindle. Each command group lives in its own file and
 // registers itself below.
-#include <cstdio>
-
 #include <CLI/CLI.hpp>
+#include <cstdio>
 
 #include "services/common/build_info.h"
 #include "services/spindlectl/cli.h"
@@ -29,11 +28,11 @@ int main(int argc, char** argv) {
   spindle::cli::AddSyncCommands(app, cli, &exit_code);
   spindle::cli::AddServerCommands(app, cli, &exit_code);
   spindle::cli::AddSecurityOptions(app, cli, &exit_code);
+  spindle::cli::AddProcessCommands(app, cli, &exit_code);
   spindle::cli::AddQueueCommands(app, cli, &exit_code);
   spindle::cli::AddValueCommands(app, cli, &exit_code);
-  spindle::cli::AddSchedulerCommands(app, cli, &exit_code);
   spindle::cli::AddPoolCommands(app, cli, &exit_code);
-  spindle::cli::AddProcessCommands(app, cli, &exit_code);
+  spindle::cli::AddSchedulerCommands(app, cli, &exit_code);
   // ---- end of command groups ----
 
   try {

@@ -19,12 +19,11 @@ int Health(Cli& cli, const std::string& service) {
     return cli.Fail(status);
   }
   cli.Print(response, [&](const google::protobuf::Message&) {
-    std::printf("%s\n", grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
-                            response.status())
-                            .c_str());
+    std::printf(
+        "%s\n",
+        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()).c_str());
   });
-  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kOk
-                                                                             : kUnavailable;
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kOk : kUnavailable;
 }
 
 int Info(Cli& cli) {
@@ -42,9 +41,8 @@ int Info(Cli& cli) {
     std::printf("host:            %s (pid %ld)\n", response.hostname().c_str(),
                 static_cast<long>(response.pid()));
     std::printf("listen:          %s\n", response.listen_address().c_str());
-    std::printf("metrics:         %s\n", response.metrics_address().empty()
-                                             ? "off"
-                                             : response.metrics_address().c_str());
+    std::printf("metrics:         %s\n",
+                response.metrics_address().empty() ? "off" : response.metrics_address().c_str());
     std::printf("uptime:          %.1fs\n", static_cast<double>(response.uptime_ms()) / 1000);
     for (const auto& service : response.services()) {
       std::printf("service:         %s\n", service.c_str());
@@ -106,12 +104,15 @@ void AddServerCommands(CLI::App& app, Cli& cli, int* exit_code) {
   health->add_option("--service", *service, "service name to check; empty for the whole server");
   health->callback([&cli, exit_code, service] { *exit_code = Health(cli, *service); });
 
-  app.add_subcommand("info", "server version, build and addresses")
-      ->callback([&cli, exit_code] { *exit_code = Info(cli); });
-  app.add_subcommand("limits", "the limits the server enforces")
-      ->callback([&cli, exit_code] { *exit_code = Limits(cli); });
-  app.add_subcommand("stats", "executor and table statistics")
-      ->callback([&cli, exit_code] { *exit_code = Stats(cli); });
+  app.add_subcommand("info", "server version, build and addresses")->callback([&cli, exit_code] {
+    *exit_code = Info(cli);
+  });
+  app.add_subcommand("limits", "the limits the server enforces")->callback([&cli, exit_code] {
+    *exit_code = Limits(cli);
+  });
+  app.add_subcommand("stats", "executor and table statistics")->callback([&cli, exit_code] {
+    *exit_code = Stats(cli);
+  });
 }
 
 }  // namespace spindle::cli

@@ -1,15 +1,15 @@
 // SchedulerService over a real channel: the gRPC <-> coroutine bridge (completion, client cancel,
 // call deadline) and Sleep.
+#include <gmock/gmock.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <fstream>
 #include <future>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <gtest/gtest.h>
 
 #include "services/common/status_convert.h"
 #include "services/server/spindle_server.h"
