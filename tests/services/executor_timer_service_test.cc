@@ -38,9 +38,14 @@ TEST_F(ExecutorTimerServiceTest, TimersFireInDeadlineOrder) {
   const absl::Time now = timers_->Now();
   for (int i : {3, 1, 2}) {
     timers_->Schedule(now + absl::Milliseconds(20 * i), [&, i] {
-      absl::MutexLock lock(&mu);
-      order.push_back(i);
-      if (order.size() == 3) {
+      bool last = false;
+      {
+        absl::MutexLock lock(&mu);
+        order.push_back(i);
+        last = order.size() == 3;
+      }
+      // Notify outside the lock: the test may return (destroying `mu`) as soon as it wakes.
+      if (last) {
         done.Notify();
       }
     });
