@@ -46,7 +46,10 @@ class ProcessCapability final : public Capability {
         sessions_(context.sessions),
         table_(Options(context.config), process::MakeLinuxSpawner(), context.executor,
                context.timers, &sessions_, &metrics_),
-        service_(table_, context.timers, context.config.max_message_bytes - (64 << 10)) {}
+        service_(table_, context.timers, context.config.max_message_bytes - (64 << 10)) {
+    // Capabilities made after this one (the scheduler's spawn triggers) use the table.
+    context.processes = &table_;
+  }
 
   ~ProcessCapability() override { table_.Shutdown(); }
 

@@ -91,7 +91,15 @@ absl::Status ValidateListenAddress(absl::string_view flag, absl::string_view add
 
 SpindleServer::SpindleServer(ServerConfig config) : config_(std::move(config)) {}
 
-SpindleServer::~SpindleServer() { Shutdown(absl::ZeroDuration()); }
+SpindleServer::~SpindleServer() {
+  Shutdown(absl::ZeroDuration());
+  // The gRPC server holds the capabilities' services; then capabilities go in reverse order of
+  // making, so none outlives one whose engine it uses (the scheduler uses the process table).
+  server_.reset();
+  while (!capabilities_.empty()) {
+    capabilities_.pop_back();
+  }
+}
 
 absl::StatusOr<std::unique_ptr<SpindleServer>> SpindleServer::Start(const ServerConfig& config) {
   std::unique_ptr<SpindleServer> server(new SpindleServer(config));
