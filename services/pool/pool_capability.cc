@@ -98,6 +98,8 @@ class PoolCapability final : public Capability {
                                                std::move(table_options));
     service_ =
         std::make_unique<PoolServiceImpl>(*table_, streams_, context.config.max_message_bytes);
+    // Capabilities made after this one (the scheduler's pool_task triggers) use the table.
+    context.pools = table_.get();
   }
 
   std::vector<ServiceEntry> Services() override {

@@ -10,6 +10,11 @@
 #ifdef SPINDLE_SCHEDULER_WITH_PROCESS_SERVICE
 #include "services/process/convert.h"
 #endif
+#ifdef SPINDLE_SCHEDULER_WITH_POOL_SERVICE
+#include "services/pool/convert.h"
+#include "spindle/v1/pool.pb.h"
+#include "spindle/v1/scheduler.pb.h"
+#endif
 
 namespace spindle::services {
 namespace {
@@ -18,7 +23,7 @@ constexpr char kTriggerLabel[] = "spindle.dev/trigger";
 
 absl::Status PoolsUnavailable() {
   return FailedPrecondition("POOLS_UNAVAILABLE",
-                            "spec.action.pool_task: pool actions are not available on this server");
+                            "spec.action.pool_task: this server has no pool service");
 }
 
 absl::Status ProcessesUnavailable() {
@@ -91,11 +96,81 @@ trigger::RunOutcome OutcomeOf(const process::ProcessView& view) {
   return outcome;
 }
 
+#ifdef SPINDLE_SCHEDULER_WITH_POOL_SERVICE
+struct DecodedPoolTask {
+  std::string pool;
+  pool::TaskSpec task;
+};
+
+absl::StatusOr<DecodedPoolTask> DecodePoolTask(const trigger::Action& action) {
+  v1::TriggerPoolTask proto;
+  if (!proto.ParseFromString(action.encoded)) {
+    return absl::InternalError("a stored pool_task action does not parse");
+  }
+  DecodedPoolTask decoded;
+  decoded.pool = proto.pool();
+  SPINDLE_ASSIGN_OR_RETURN(decoded.task, FromProto("spec.action.pool_task.task", proto.task()));
+  return decoded;
+}
+
+// How a final task ends the run; the detail is the TaskResult without its bulk bytes.
+trigger::RunOutcome OutcomeOf(const pool::TaskView& view) {
+  trigger::RunOutcome outcome;
+  switch (view.state) {
+    case pool::TaskState::kSucceeded:
+      outcome.state = trigger::RunState::kSucceeded;
+      break;
+    case pool::TaskState::kCancelled:
+      outcome.state = trigger::RunState::kCancelled;
+      break;
+    case pool::TaskState::kTimedOut:
+      outcome.state = trigger::RunState::kTimedOut;
+      break;
+    default:
+      outcome.state = trigger::RunState::kFailed;
+      break;
+  }
+  if (view.result.has_value()) {
+    v1::TaskResult result;
+    ToProto(*view.result, &result);
+    result.clear_stdout_data();
+    result.clear_stderr_data();
+    result.clear_output();
+    outcome.detail = result.SerializeAsString();
+    if (outcome.state != trigger::RunState::kSucceeded) {
+      outcome.error = view.result->error.empty() ? view.last_error : view.result->error;
+    }
+  } else if (outcome.state != trigger::RunState::kSucceeded) {
+    outcome.error = view.last_error;
+  }
+  if (outcome.state != trigger::RunState::kSucceeded && outcome.error.empty()) {
+    outcome.error = absl::StrCat("task '", view.id, "' did not succeed");
+  }
+  return outcome;
+}
+#endif  // SPINDLE_SCHEDULER_WITH_POOL_SERVICE
+
 }  // namespace
 
 absl::Status SchedulerActionRunner::Check(const trigger::Action& action) const {
   if (action.kind == trigger::Action::Kind::kPoolTask) {
+#ifdef SPINDLE_SCHEDULER_WITH_POOL_SERVICE
+    pool::PoolTable* pools = pools_;
+    if (pools == nullptr) {
+      return PoolsUnavailable();
+    }
+    SPINDLE_ASSIGN_OR_RETURN(DecodedPoolTask decoded, DecodePoolTask(action));
+    SPINDLE_RETURN_IF_ERROR(
+        pool::PoolTable::ValidateLabels("spec.action.pool_task.task.labels", decoded.task.labels));
+    absl::Status valid = pools->ValidateTask(decoded.pool, "spec.action.pool_task.task",
+                                             decoded.task);
+    if (absl::IsNotFound(valid)) {
+      return Annotate(valid, "spec.action.pool_task.pool");
+    }
+    return valid;
+#else
     return PoolsUnavailable();
+#endif
   }
   process::ProcessTable* table = processes_;
   if (table == nullptr) {
@@ -112,7 +187,7 @@ absl::Status SchedulerActionRunner::Check(const trigger::Action& action) const {
 absl::StatusOr<trigger::ActionRunner::Started> SchedulerActionRunner::Start(
     const std::string& trigger, int64_t number, const trigger::Action& action, Done done) {
   if (action.kind == trigger::Action::Kind::kPoolTask) {
-    return PoolsUnavailable();
+    return StartPoolTask(trigger, action, std::move(done));
   }
   process::ProcessTable* table = processes_;
   if (table == nullptr) {
@@ -135,11 +210,63 @@ absl::StatusOr<trigger::ActionRunner::Started> SchedulerActionRunner::Start(
 }
 
 void SchedulerActionRunner::Stop(const trigger::Action& action, const Started& started) {
+  if (action.kind == trigger::Action::Kind::kPoolTask) {
+    pool::PoolTable* pools = pools_;
+    if (pools != nullptr && !started.task_id.empty()) {
+      (void)pools->CancelTask(started.task_id, std::nullopt, "CANCELLED",
+                              "cancelled: its trigger run was stopped");
+    }
+    return;
+  }
   process::ProcessTable* table = processes_;
   if (table == nullptr || started.process_id.empty()) {
     return;
   }
   (void)table->Terminate(started.process_id, 0, std::nullopt, process::ExitReason::kTerminated);
+}
+
+absl::StatusOr<trigger::ActionRunner::Started> SchedulerActionRunner::StartPoolTask(
+    const std::string& trigger, const trigger::Action& action, Done done) {
+#ifdef SPINDLE_SCHEDULER_WITH_POOL_SERVICE
+  pool::PoolTable* pools = pools_;
+  if (pools == nullptr) {
+    return PoolsUnavailable();
+  }
+  SPINDLE_ASSIGN_OR_RETURN(DecodedPoolTask decoded, DecodePoolTask(action));
+  decoded.task.labels[kTriggerLabel] = trigger;
+  // `done` must run exactly once: from on_final once the task was accepted. A refused submission
+  // (queue full, pool closed or gone) fails the run through the returned error instead.
+  auto holder = std::make_shared<Done>(std::move(done));
+  pool::PoolTable::SubmitOptions options;
+  options.wait = false;  // Queue full: the run FAILED, no waiting.
+  options.fields = {"spec.action.pool_task.task"};
+  options.on_final = [holder](size_t, const pool::TaskView& view) {
+    std::move (*holder)(OutcomeOf(view));
+  };
+  std::vector<pool::TaskSpec> specs;
+  specs.push_back(std::move(decoded.task));
+  absl::StatusOr<pool::PoolTable::SubmitResult> submitted =
+      absl::InternalError("the pool answered nothing");
+  // Without waiting for room, the pool answers before Submit returns.
+  pools->Submit(decoded.pool, std::move(specs), std::move(options),
+                [&submitted](absl::StatusOr<pool::PoolTable::SubmitResult> result) {
+                  submitted = std::move(result);
+                });
+  if (!submitted.ok()) {
+    return Annotate(submitted.status(), "spec.action.pool_task");
+  }
+  if (!submitted->submitted || submitted->tasks.empty()) {
+    return ResourceExhausted("POOL_QUEUE_FULL",
+                             absl::StrCat("spec.action.pool_task: pool '", decoded.pool,
+                                          "' did not accept the task"));
+  }
+  return Started{"", submitted->tasks.front().id};
+#else
+  (void)trigger;
+  (void)action;
+  (void)done;
+  return PoolsUnavailable();
+#endif
 }
 
 }  // namespace spindle::services

@@ -79,7 +79,7 @@ class SchedulerCapability final : public Capability {
       : metrics_(context.registry),
         observer_(metrics_),
         sessions_(context.sessions),
-        runner_(context.processes),
+        runner_(context.processes, context.pools),
         table_(trigger::TriggerTableOptions{}, context.timers, runner_, &sessions_, &observer_),
         limiter_(kMaxFetchCalls),
         service_(context.executor, &limiter_, &metrics_, &table_, &runner_, &watches_) {}

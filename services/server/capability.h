@@ -28,6 +28,9 @@ class Executor;
 namespace spindle::process {
 class ProcessTable;
 }  // namespace spindle::process
+namespace spindle::pool {
+class PoolTable;
+}  // namespace spindle::pool
 
 namespace spindle::services {
 
@@ -43,6 +46,7 @@ struct CapabilityContext {
   // Set by the sessions capability (first in order); null before it. Others bind to sessions here.
   SessionHooks* sessions = nullptr;
   process::ProcessTable* processes = nullptr;  // Set by the processes capability; null before.
+  pool::PoolTable* pools = nullptr;            // Set by the pools capability; null before.
 };
 
 // One gRPC service of a capability, by its full name ("spindle.v1.LockService").

@@ -1,7 +1,7 @@
 // SchedulerService triggers over a real channel to a real server: a delay trigger that spawns
 // /bin/true and whose run shows up in WatchTriggerRuns and ListTriggerRuns; the trigger
 // lifecycle (pause, fire, resume, delete); validation (bad cron, unknown zone, bad name); errors
-// with their reasons.
+// with their reasons; pool_task triggers that submit to a real command pool and report the task.
 #include <gmock/gmock.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -12,6 +12,7 @@
 
 #include "services/common/status_convert.h"
 #include "services/server/spindle_server.h"
+#include "spindle/v1/pool.grpc.pb.h"
 #include "spindle/v1/scheduler.grpc.pb.h"
 #include "spindle/v1/server.grpc.pb.h"
 
@@ -50,6 +51,50 @@ class SchedulerTriggersTest : public ::testing::Test {
     return spec;
   }
 
+  static v1::TaskSpec ShellTask(const std::string& script) {
+    v1::TaskSpec task;
+    auto* argv = task.mutable_command()->mutable_command()->mutable_argv();
+    argv->Add("/bin/sh");
+    argv->Add("-c");
+    argv->Add(std::string(script));
+    return task;
+  }
+
+  // Creates a command pool of `size` slots through PoolService.
+  void CreateCommandPool(const std::string& name, int size) {
+    auto pools = v1::PoolService::NewStub(channel_);
+    grpc::ClientContext context;
+    Deadline(context);
+    v1::CreatePoolRequest request;
+    request.set_name(name);
+    request.mutable_spec()->set_kind(v1::POOL_KIND_COMMAND);
+    request.mutable_spec()->set_size(size);
+    v1::CreatePoolResponse response;
+    grpc::Status status = pools->CreatePool(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // Watches `name`'s runs until one is final; returns it.
+  v1::TriggerRun AwaitFinalRun(const std::string& name) {
+    grpc::ClientContext context;
+    Deadline(context);
+    v1::WatchTriggerRunsRequest watch;
+    watch.set_name(name);
+    auto reader = stub_->WatchTriggerRuns(&context, watch);
+    v1::WatchTriggerRunsResponse event;
+    v1::TriggerRun final_run;
+    while (reader->Read(&event)) {
+      const v1::TriggerRunState state = event.run().state();
+      if (state != v1::TRIGGER_RUN_STATE_RUNNING && state != v1::TRIGGER_RUN_STATE_QUEUED) {
+        final_run = event.run();
+        break;
+      }
+    }
+    context.TryCancel();
+    (void)reader->Finish();
+    return final_run;
+  }
+
   grpc::Status Create(const std::string& name, const v1::TriggerSpec& spec,
                       v1::CreateTriggerResponse* response = nullptr) {
     grpc::ClientContext context;
@@ -61,15 +106,11 @@ class SchedulerTriggersTest : public ::testing::Test {
     return stub_->CreateTrigger(&context, request, response ? response : &ignored);
   }
 
-  // Creates a spawn trigger, or skips the test when this server cannot spawn (the processes
-  // capability has not published its table in the capability context).
-  bool CreateOrSkip(const std::string& name, const v1::TriggerSpec& spec,
-                    v1::CreateTriggerResponse* response = nullptr) {
+  // Creates a spawn trigger; the server runs it through the processes capability's table.
+  bool CreateSpawnTrigger(const std::string& name, const v1::TriggerSpec& spec,
+                          v1::CreateTriggerResponse* response = nullptr) {
     grpc::Status status = Create(name, spec, response);
-    if (services::ReasonOf(status) == "PROCESSES_UNAVAILABLE") {
-      return false;
-    }
-    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(status.ok()) << services::ReasonOf(status) << ": " << status.error_message();
     return status.ok();
   }
 
@@ -85,9 +126,7 @@ TEST_F(SchedulerTriggersTest, DelayTriggerSpawnsAndItsRunIsWatchedAndListed) {
   spec.mutable_schedule()->set_delay_ms(300);
   (*spec.mutable_labels())["suite"] = "scheduler";
   v1::CreateTriggerResponse created;
-  if (!CreateOrSkip("it/true-once", spec, &created)) {
-    GTEST_SKIP() << "spawn actions need context.processes (the processes capability)";
-  }
+  ASSERT_TRUE(CreateSpawnTrigger("it/true-once", spec, &created));
   EXPECT_TRUE(created.created());
   EXPECT_EQ(created.trigger().state(), v1::TRIGGER_STATE_ACTIVE);
   EXPECT_TRUE(created.trigger().has_next_run_at());
@@ -142,9 +181,7 @@ TEST_F(SchedulerTriggersTest, PausedTriggerCanBeFiredResumedAndDeleted) {
   v1::TriggerSpec spec = SpawnSpec("/bin/true");
   spec.mutable_schedule()->set_interval_ms(3'600'000);
   spec.set_paused(true);
-  if (!CreateOrSkip("it/hourly", spec)) {
-    GTEST_SKIP() << "spawn actions need context.processes (the processes capability)";
-  }
+  ASSERT_TRUE(CreateSpawnTrigger("it/hourly", spec));
   {
     grpc::ClientContext context;
     Deadline(context);
@@ -236,11 +273,12 @@ TEST_F(SchedulerTriggersTest, MalformedRequestsNameTheField) {
 
   v1::TriggerSpec pool;
   pool.mutable_schedule()->set_delay_ms(1000);
-  pool.mutable_action()->mutable_pool_task()->set_pool("etl");
-  pool.mutable_action()->mutable_pool_task()->mutable_task();
+  pool.mutable_action()->mutable_pool_task()->set_pool("it-no-such-pool");
+  *pool.mutable_action()->mutable_pool_task()->mutable_task() = ShellTask("true");
   status = Create("it/pool", pool);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_EQ(services::ReasonOf(status), "POOLS_UNAVAILABLE");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.action.pool_task.pool"));
+  EXPECT_THAT(status.error_message(), HasSubstr("it-no-such-pool"));
 }
 
 TEST_F(SchedulerTriggersTest, UnknownTriggerIsNotFound) {
@@ -267,15 +305,65 @@ TEST_F(SchedulerTriggersTest, StatsCountTriggers) {
   v1::TriggerSpec spec = SpawnSpec("/bin/true");
   spec.mutable_schedule()->set_interval_ms(3'600'000);
   spec.set_paused(true);
-  if (!CreateOrSkip("it/counted", spec)) {
-    GTEST_SKIP() << "spawn actions need context.processes (the processes capability)";
-  }
+  ASSERT_TRUE(CreateSpawnTrigger("it/counted", spec));
   auto server_stub = v1::ServerService::NewStub(channel_);
   grpc::ClientContext context;
   Deadline(context);
   v1::GetStatsResponse stats;
   ASSERT_TRUE(server_stub->GetStats(&context, {}, &stats).ok());
   EXPECT_GE(stats.tables().triggers(), 1);
+}
+
+TEST_F(SchedulerTriggersTest, PoolTaskTriggerSubmitsToThePoolAndReportsTheTaskResult) {
+  ASSERT_NO_FATAL_FAILURE(CreateCommandPool("it-trigger-pool", 1));
+  v1::TriggerSpec spec;
+  spec.mutable_schedule()->set_delay_ms(200);
+  spec.mutable_action()->mutable_pool_task()->set_pool("it-trigger-pool");
+  *spec.mutable_action()->mutable_pool_task()->mutable_task() = ShellTask("exit 0");
+  // A task the pool could not run is refused at creation, naming the field.
+  v1::TriggerSpec wrong = spec;
+  wrong.mutable_action()->mutable_pool_task()->mutable_task()->set_payload("not a command");
+  grpc::Status status = Create("it/pool-wrong", wrong);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.action.pool_task.task.payload"));
+  wrong.mutable_action()->mutable_pool_task()->clear_task();
+  wrong.mutable_action()->mutable_pool_task()->mutable_task()->set_priority(1);
+  status = Create("it/pool-wrong", wrong);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.action.pool_task.task"));
+
+  ASSERT_TRUE(CreateSpawnTrigger("it/pool-ok", spec));
+  v1::TriggerRun run = AwaitFinalRun("it/pool-ok");
+  EXPECT_EQ(run.state(), v1::TRIGGER_RUN_STATE_SUCCEEDED) << run.error();
+  EXPECT_TRUE(run.process_id().empty());
+  ASSERT_FALSE(run.task_id().empty());
+  EXPECT_EQ(run.task_result().outcome(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(run.task_result().exit().exit_code(), 0);
+
+  // The task is the pool's own, labelled with the trigger that made it.
+  auto pools = v1::PoolService::NewStub(channel_);
+  grpc::ClientContext context;
+  Deadline(context);
+  v1::GetTaskRequest get;
+  get.set_task_id(run.task_id());
+  v1::GetTaskResponse task;
+  ASSERT_TRUE(pools->GetTask(&context, get, &task).ok());
+  EXPECT_EQ(task.task().pool(), "it-trigger-pool");
+  EXPECT_EQ(task.task().spec().labels().at("spindle.dev/trigger"), "it/pool-ok");
+}
+
+TEST_F(SchedulerTriggersTest, FailingPoolTaskFailsTheRunWithItsExit) {
+  ASSERT_NO_FATAL_FAILURE(CreateCommandPool("it-trigger-pool-fail", 1));
+  v1::TriggerSpec spec;
+  spec.mutable_schedule()->set_delay_ms(200);
+  spec.mutable_action()->mutable_pool_task()->set_pool("it-trigger-pool-fail");
+  *spec.mutable_action()->mutable_pool_task()->mutable_task() = ShellTask("exit 7");
+  ASSERT_TRUE(CreateSpawnTrigger("it/pool-fail", spec));
+  v1::TriggerRun run = AwaitFinalRun("it/pool-fail");
+  EXPECT_EQ(run.state(), v1::TRIGGER_RUN_STATE_FAILED);
+  EXPECT_FALSE(run.error().empty());
+  EXPECT_EQ(run.task_result().outcome(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(run.task_result().exit().exit_code(), 7);
 }
 
 }  // namespace

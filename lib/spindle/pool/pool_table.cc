@@ -607,6 +607,11 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
     return View(include_workers);
   }
 
+  absl::Status ValidateTaskLocked(const std::string& field, const TaskSpec& spec) {
+    absl::MutexLock lock(&mu_);
+    return ValidateTask(field, spec);
+  }
+
   absl::StatusOr<PoolView> Resize(int32_t size) {
     Deferred d;
     absl::MutexLock lock(&mu_);
@@ -2401,6 +2406,14 @@ absl::StatusOr<PoolView> PoolTable::GetPool(const std::string& name, bool includ
   auto pool = impl_->ByName(name);
   if (pool == nullptr) return PoolNotFound(name);
   return pool->ViewLocked(include_workers);
+}
+
+absl::Status PoolTable::ValidateTask(const std::string& pool_name, const std::string& field,
+                                     const TaskSpec& spec) {
+  SPINDLE_RETURN_IF_ERROR(ValidateName("pool", pool_name));
+  auto pool = impl_->ByName(pool_name);
+  if (pool == nullptr) return PoolNotFound(pool_name);
+  return pool->ValidateTaskLocked(field, spec);
 }
 
 absl::StatusOr<PoolTable::PoolPage> PoolTable::ListPools(const std::vector<PoolState>& states,

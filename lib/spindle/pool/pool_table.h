@@ -165,6 +165,11 @@ class PoolTable {
   std::vector<PoolView> AllPools();
   FunctionRegistry& functions() { return *functions_; }
 
+  // Checks `spec` as Submit to `pool` would, without submitting: NOT_FOUND for an unknown pool,
+  // INVALID_ARGUMENT naming `field` (work of the wrong kind, bad command, unknown function).
+  absl::Status ValidateTask(const std::string& pool, const std::string& field,
+                            const TaskSpec& spec);
+
   // Validation helpers shared with the service: OK or INVALID_ARGUMENT naming `field`.
   static absl::Status ValidateRetryPolicy(const std::string& field, const RetryPolicy& policy);
   static absl::Status ValidateLabels(const std::string& field,
