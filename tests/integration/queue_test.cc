@@ -240,6 +240,8 @@ TEST_F(QueueServiceTest, EightProducersAndEightConsumersMoveEveryItemExactlyOnce
 }
 
 TEST_F(QueueServiceTest, BlockingGetIsReleasedByAPutFromAnotherClient) {
+  // Created up front: a Describe racing the getter's auto-creation would be NOT_FOUND.
+  ASSERT_TRUE(Create(queue_, v1::QueueConfig()).ok());
   std::promise<std::pair<grpc::Status, v1::GetItemsResponse>> got;
   std::thread getter([&] {
     v1::GetItemsResponse response;
