@@ -351,7 +351,8 @@ TEST_F(PoolTest, WorkerKilledMidTaskIsReplacedAndTheTaskRetried) {
   std::string id = Submit(Name(), Payload("1000"));
   int32_t pid = 0;
   ASSERT_TRUE(Eventually([&] {
-    for (const auto& w : Get(Name(), true).workers()) {
+    const v1::Pool pool = Get(Name(), true);  // Not a temporary: the loop outlives it otherwise.
+    for (const auto& w : pool.workers()) {
       if (w.state() == v1::POOL_WORKER_STATE_BUSY && w.task_id() == id) pid = w.pid();
     }
     return pid > 0;
