@@ -390,6 +390,7 @@ class Pool:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        """As ``multiprocessing.Pool``'s: terminates the pool (and deletes it)."""
         self.delete(force=True)
 
     def __repr__(self) -> str:
