@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import array
 from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, MutableMapping, NamedTuple, Optional,
-                    Union)
+                    Tuple, Union)
 
 from spindle import _rpc
 from spindle.errors import NotFound
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["Value", "SharedDict", "Versioned", "ABSENT"]
 
 Element = Union[int, str, None]
+#: A write guard: a held :class:`spindle.Lock`, or (lock name, fencing token).
+Fence = Union["Lock", Tuple[str, int], None]
 
 
 class _Absent:
@@ -142,13 +144,18 @@ class Value:
             request.element.key = key
 
     @staticmethod
-    def _fence(request: Any, fence: "Optional[Lock]") -> None:
-        if fence is not None:
-            token = fence.fencing_token
-            if token is None:
+    def _fence(request: Any, fence: Fence) -> None:
+        if fence is None:
+            return
+        if isinstance(fence, tuple):
+            lock_name, token = fence
+        else:
+            held = fence.fencing_token
+            if held is None:
                 raise ValueError(f"fence lock '{fence.name}' is not held")
-            request.fence.lock_name = fence.name
-            request.fence.fencing_token = token
+            lock_name, token = fence.name, held
+        request.fence.lock_name = lock_name
+        request.fence.fencing_token = token
 
     def read(self, *, index: Optional[int] = None, key: Optional[str] = None) -> Versioned:
         """The value (or one element) with its version. Raises :class:`spindle.NotFound` if absent."""
@@ -170,7 +177,7 @@ class Value:
 
     def set(self, value: Any, *, index: Optional[int] = None, key: Optional[str] = None,
             if_version: int = 0, if_absent: bool = False, ttl: Optional[float] = None,
-            fence: "Optional[Lock]" = None) -> int:
+            fence: Fence = None) -> int:
         """Writes the value (or one element); returns the new version.
 
         Args:
@@ -178,8 +185,9 @@ class Value:
                 reason VERSION_MISMATCH).
             if_absent: write only if absent (else :class:`spindle.AlreadyExists`).
             ttl: seconds until the value expires.
-            fence: a held :class:`spindle.Lock`: the write applies only while its grant is current
-                (else :class:`spindle.Aborted`, reason STALE_FENCING_TOKEN).
+            fence: a held :class:`spindle.Lock` (or a (lock name, fencing token) pair): the write
+                applies only while that grant is current (else :class:`spindle.Aborted`, reason
+                STALE_FENCING_TOKEN).
         """
         if index is not None or key is not None:
             data = self._pb.ValueData()
@@ -194,7 +202,7 @@ class Value:
         return self._unary("SetValue", request).entry.version
 
     def add(self, delta: Union[int, float] = 1, *, index: Optional[int] = None, key: Optional[str] = None,
-            fence: "Optional[Lock]" = None) -> Union[int, float]:
+            fence: Fence = None) -> Union[int, float]:
         """Atomically adds ``delta`` (creating the value or key as 0); returns the new number."""
         request = self._pb.AddToValueRequest(name=self.name)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)):
@@ -208,7 +216,7 @@ class Value:
         return _from_scalar(self._unary("AddToValue", request).result)
 
     def cas(self, expected: Any, new: Any, *, index: Optional[int] = None, key: Optional[str] = None,
-            version: Optional[int] = None, fence: "Optional[Lock]" = None) -> bool:
+            version: Optional[int] = None, fence: Fence = None) -> bool:
         """Compare-and-swap: writes ``new`` only if the value (or element) equals ``expected``.
 
         ``expected`` may be :data:`spindle.ABSENT` (swap only if absent); with ``version=`` the
