@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/status_convert.h"
+#include "spindle/common/names.h"
 #include "spindle/common/status.h"
 
 namespace spindle::services {
@@ -420,14 +421,25 @@ void ToProto(const value::Event& event, bool names_only, v1::ValueEvent* out) {
   out->set_prev_version(event.prev_version);
 }
 
-absl::Status CheckFence(bool has_fence, const v1::ValueFence& fence) {
+absl::StatusOr<value::WriteGuard> FenceGuard(bool has_fence, const v1::ValueFence& fence,
+                                             const FenceChecker& checker) {
   if (!has_fence) {
-    return absl::OkStatus();
+    return value::WriteGuard();
   }
-  return FailedPrecondition("FENCING_UNAVAILABLE",
-                            absl::StrCat("fence on lock '", fence.lock_name(),
-                                         "' given, but this server has no lock table to check "
-                                         "fencing tokens against"));
+  SPINDLE_RETURN_IF_ERROR(ValidateName("fence.lock_name", fence.lock_name()));
+  if (fence.fencing_token() <= 0) {
+    return InvalidArgument("INVALID_ARGUMENT", absl::StrCat("fence.fencing_token ",
+                                                            fence.fencing_token(), " must be > 0"));
+  }
+  if (!checker) {
+    return FailedPrecondition("FENCING_UNAVAILABLE",
+                              absl::StrCat("fence on lock '", fence.lock_name(),
+                                           "' given, but this server has no lock table to check "
+                                           "fencing tokens against"));
+  }
+  return value::WriteGuard([checker, lock = fence.lock_name(), token = fence.fencing_token()]() {
+    return checker(lock, token);
+  });
 }
 
 }  // namespace spindle::services

@@ -7,6 +7,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,8 +66,13 @@ absl::StatusOr<std::optional<value::Element>> FromProto(const v1::ValueElement& 
 void ToProto(const value::Element& element, v1::ValueElement* out);
 void ToProto(const value::Entry& entry, v1::ValueEntry* out);
 void ToProto(const value::Event& event, bool names_only, v1::ValueEvent* out);
-// FAILED_PRECONDITION FENCING_UNAVAILABLE when a fence is given (no lock table on this server).
-absl::Status CheckFence(bool has_fence, const v1::ValueFence& fence);
+// Checks a lock grant's fencing token: OK while held, else ABORTED (STALE_FENCING_TOKEN).
+using FenceChecker = std::function<absl::Status(absl::string_view lock_name, int64_t token)>;
+// The guard of a fenced write: empty without a fence; INVALID_ARGUMENT naming fence.lock_name /
+// fence.fencing_token for a malformed one; FAILED_PRECONDITION FENCING_UNAVAILABLE when the
+// server has no lock table (`checker` empty). The guard runs under the value's shard lock.
+absl::StatusOr<value::WriteGuard> FenceGuard(bool has_fence, const v1::ValueFence& fence,
+                                             const FenceChecker& checker);
 
 }  // namespace spindle::services
 

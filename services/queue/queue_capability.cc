@@ -81,13 +81,15 @@ class QueueCapability final : public Capability {
     }
     queue_service_ = std::make_unique<QueueServiceImpl>(registry_, context.timers, streams_,
                                                         context.config.max_message_bytes);
-    value_service_ = std::make_unique<ValueServiceImpl>(store_, context.timers, streams_,
-                                                        [this](absl::string_view op) {
-                                                          auto it = ops_.find(op);
-                                                          if (it != ops_.end()) {
-                                                            it->second->Increment();
-                                                          }
-                                                        });
+    value_service_ = std::make_unique<ValueServiceImpl>(
+        store_, context.timers, streams_,
+        [this](absl::string_view op) {
+          auto it = ops_.find(op);
+          if (it != ops_.end()) {
+            it->second->Increment();
+          }
+        },
+        context.check_fence);
   }
 
   std::vector<ServiceEntry> Services() override {

@@ -22,8 +22,13 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
 }  // namespace
 
 ValueServiceImpl::ValueServiceImpl(value::ValueStore& store, TimerService& timers,
-                                   StreamSet& streams, OpCounter count_op)
-    : store_(store), timers_(timers), streams_(streams), count_op_(std::move(count_op)) {}
+                                   StreamSet& streams, OpCounter count_op,
+                                   const FenceChecker& check_fence)
+    : store_(store),
+      timers_(timers),
+      streams_(streams),
+      count_op_(std::move(count_op)),
+      check_fence_(check_fence) {}
 
 grpc::ServerUnaryReactor* ValueServiceImpl::GetValue(grpc::CallbackServerContext* context,
                                                      const v1::GetValueRequest* request,
@@ -59,8 +64,9 @@ grpc::ServerUnaryReactor* ValueServiceImpl::SetValue(grpc::CallbackServerContext
     SPINDLE_RETURN_IF_ERROR(CheckRange("ttl_ms", request->ttl_ms(), 0, kMaxTtlMs));
     SPINDLE_RETURN_IF_ERROR(
         CheckRange("only_if_version", request->only_if_version(), 0, INT64_MAX));
-    SPINDLE_RETURN_IF_ERROR(CheckFence(request->has_fence(), request->fence()));
     value::SetRequest set;
+    SPINDLE_ASSIGN_OR_RETURN(set.guard,
+                             FenceGuard(request->has_fence(), request->fence(), check_fence_));
     set.name = request->name();
     SPINDLE_ASSIGN_OR_RETURN(set.data, FromProto(request->data(), "data"));
     SPINDLE_ASSIGN_OR_RETURN(set.element, FromProto(request->element(), request->has_element()));
@@ -89,7 +95,8 @@ grpc::ServerUnaryReactor* ValueServiceImpl::AddToValue(grpc::CallbackServerConte
     SPINDLE_RETURN_IF_ERROR(ValidateName("name", request->name()));
     SPINDLE_RETURN_IF_ERROR(ValidateRequestId(request->request_id()));
     SPINDLE_RETURN_IF_ERROR(CheckRange("ttl_ms", request->ttl_ms(), 0, kMaxTtlMs));
-    SPINDLE_RETURN_IF_ERROR(CheckFence(request->has_fence(), request->fence()));
+    SPINDLE_ASSIGN_OR_RETURN(value::WriteGuard guard,
+                             FenceGuard(request->has_fence(), request->fence(), check_fence_));
     SPINDLE_ASSIGN_OR_RETURN(auto element, FromProto(request->element(), request->has_element()));
     value::Delta delta;
     switch (request->delta_case()) {
@@ -102,9 +109,9 @@ grpc::ServerUnaryReactor* ValueServiceImpl::AddToValue(grpc::CallbackServerConte
       default:
         return InvalidArgument("MISSING_DELTA", "give int64_delta or double_delta");
     }
-    SPINDLE_ASSIGN_OR_RETURN(
-        auto result, store_.Add(request->name(), element, delta,
-                                absl::Milliseconds(request->ttl_ms()), request->request_id()));
+    SPINDLE_ASSIGN_OR_RETURN(auto result, store_.Add(request->name(), element, delta,
+                                                     absl::Milliseconds(request->ttl_ms()),
+                                                     request->request_id(), guard));
     ToProto(result.result, response->mutable_result());
     response->set_version(result.version);
     response->set_created(result.created);
@@ -120,7 +127,8 @@ grpc::ServerUnaryReactor* ValueServiceImpl::CompareAndSwapValue(
   auto run = [&]() -> absl::Status {
     SPINDLE_RETURN_IF_ERROR(ValidateName("name", request->name()));
     SPINDLE_RETURN_IF_ERROR(ValidateRequestId(request->request_id()));
-    SPINDLE_RETURN_IF_ERROR(CheckFence(request->has_fence(), request->fence()));
+    SPINDLE_ASSIGN_OR_RETURN(value::WriteGuard guard,
+                             FenceGuard(request->has_fence(), request->fence(), check_fence_));
     SPINDLE_ASSIGN_OR_RETURN(auto element, FromProto(request->element(), request->has_element()));
     value::Expected expected;
     switch (request->expected_case()) {
@@ -149,8 +157,8 @@ grpc::ServerUnaryReactor* ValueServiceImpl::CompareAndSwapValue(
                                "give expected_value, expected_version or expect_absent");
     }
     SPINDLE_ASSIGN_OR_RETURN(value::Data new_value, FromProto(request->new_value(), "new_value"));
-    SPINDLE_ASSIGN_OR_RETURN(auto result,
-                             store_.CompareAndSwap(request->name(), element, expected, new_value));
+    SPINDLE_ASSIGN_OR_RETURN(
+        auto result, store_.CompareAndSwap(request->name(), element, expected, new_value, guard));
     response->set_swapped(result.swapped);
     if (result.current.has_value()) {
       ToProto(*result.current, response->mutable_current());
@@ -169,10 +177,11 @@ grpc::ServerUnaryReactor* ValueServiceImpl::DeleteValue(grpc::CallbackServerCont
     SPINDLE_RETURN_IF_ERROR(ValidateRequestId(request->request_id()));
     SPINDLE_RETURN_IF_ERROR(
         CheckRange("only_if_version", request->only_if_version(), 0, INT64_MAX));
-    SPINDLE_RETURN_IF_ERROR(CheckFence(request->has_fence(), request->fence()));
+    SPINDLE_ASSIGN_OR_RETURN(value::WriteGuard guard,
+                             FenceGuard(request->has_fence(), request->fence(), check_fence_));
     SPINDLE_ASSIGN_OR_RETURN(auto element, FromProto(request->element(), request->has_element()));
-    SPINDLE_ASSIGN_OR_RETURN(auto result,
-                             store_.Delete(request->name(), element, request->only_if_version()));
+    SPINDLE_ASSIGN_OR_RETURN(
+        auto result, store_.Delete(request->name(), element, request->only_if_version(), guard));
     response->set_version(result.version);
     response->set_prev_version(result.prev_version);
     return absl::OkStatus();

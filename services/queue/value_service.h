@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "absl/strings/string_view.h"
+#include "services/queue/convert.h"
 #include "services/queue/stream_set.h"
 #include "spindle/common/timer.h"
 #include "spindle/v1/value.grpc.pb.h"
@@ -22,9 +23,10 @@ class ValueServiceImpl final : public v1::ValueService::CallbackService {
   // Called once per rpc with its operation name (get, set, add, cas, delete, list, watch).
   using OpCounter = std::function<void(absl::string_view op)>;
 
-  // REQUIRES: `store`, `timers` and `streams` outlive the service.
+  // REQUIRES: `store`, `timers`, `streams` and `check_fence` outlive the service.
+  // `check_fence` is read at each fenced write (empty: fenced writes are FENCING_UNAVAILABLE).
   ValueServiceImpl(value::ValueStore& store, TimerService& timers, StreamSet& streams,
-                   OpCounter count_op);
+                   OpCounter count_op, const FenceChecker& check_fence);
 
   grpc::ServerUnaryReactor* GetValue(grpc::CallbackServerContext* context,
                                      const v1::GetValueRequest* request,
@@ -52,6 +54,7 @@ class ValueServiceImpl final : public v1::ValueService::CallbackService {
   TimerService& timers_;
   StreamSet& streams_;
   const OpCounter count_op_;
+  const FenceChecker& check_fence_;
 };
 
 }  // namespace spindle::services

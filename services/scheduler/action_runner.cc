@@ -162,8 +162,8 @@ absl::Status SchedulerActionRunner::Check(const trigger::Action& action) const {
     SPINDLE_ASSIGN_OR_RETURN(DecodedPoolTask decoded, DecodePoolTask(action));
     SPINDLE_RETURN_IF_ERROR(
         pool::PoolTable::ValidateLabels("spec.action.pool_task.task.labels", decoded.task.labels));
-    absl::Status valid = pools->ValidateTask(decoded.pool, "spec.action.pool_task.task",
-                                             decoded.task);
+    absl::Status valid =
+        pools->ValidateTask(decoded.pool, "spec.action.pool_task.task", decoded.task);
     if (absl::IsNotFound(valid)) {
       return Annotate(valid, "spec.action.pool_task.pool");
     }
@@ -256,9 +256,9 @@ absl::StatusOr<trigger::ActionRunner::Started> SchedulerActionRunner::StartPoolT
     return Annotate(submitted.status(), "spec.action.pool_task");
   }
   if (!submitted->submitted || submitted->tasks.empty()) {
-    return ResourceExhausted("POOL_QUEUE_FULL",
-                             absl::StrCat("spec.action.pool_task: pool '", decoded.pool,
-                                          "' did not accept the task"));
+    return ResourceExhausted(
+        "POOL_QUEUE_FULL",
+        absl::StrCat("spec.action.pool_task: pool '", decoded.pool, "' did not accept the task"));
   }
   return Started{"", submitted->tasks.front().id};
 #else

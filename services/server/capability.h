@@ -13,10 +13,13 @@
 #include <grpcpp/impl/service_type.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "services/server/config.h"
 #include "spindle/common/session_hooks.h"
 #include "spindle/common/timer.h"
@@ -47,6 +50,10 @@ struct CapabilityContext {
   SessionHooks* sessions = nullptr;
   process::ProcessTable* processes = nullptr;  // Set by the processes capability; null before.
   pool::PoolTable* pools = nullptr;            // Set by the pools capability; null before.
+  // Set by the sessions+locks capability: OK while the grant with `fencing_token` on lock
+  // `lock_name` is held, else ABORTED (STALE_FENCING_TOKEN). Callable under other tables' locks.
+  // Empty before (and on servers without locks): fenced writes are FENCING_UNAVAILABLE.
+  std::function<absl::Status(absl::string_view lock_name, int64_t fencing_token)> check_fence;
 };
 
 // One gRPC service of a capability, by its full name ("spindle.v1.LockService").

@@ -22,6 +22,9 @@ class SyncCapability final : public Capability {
         session_service_(sessions_, locks_),
         lock_service_(locks_) {
     context.sessions = &sessions_;
+    context.check_fence = [this](absl::string_view lock_name, int64_t fencing_token) {
+      return locks_.CheckFence(lock_name, fencing_token);
+    };
   }
 
   std::vector<ServiceEntry> Services() override {

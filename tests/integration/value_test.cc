@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/status_convert.h"
 #include "services/server/spindle_server.h"
+#include "spindle/v1/lock.grpc.pb.h"
 #include "spindle/v1/value.grpc.pb.h"
 #include "tests/support/spindled_process.h"
 
@@ -230,6 +231,104 @@ TEST_F(ValueServiceTest, TtlExpiresAndTheWatchSaysSo) {
   EXPECT_EQ(stub_->GetValue(Context().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
   context.TryCancel();
   reader->Finish();
+}
+
+TEST_F(ValueServiceTest, FencedWritesApplyOnlyWhileTheGrantIsHeld) {
+  auto locks = v1::LockService::NewStub(OwnChannel(server_->listen_address()));
+  auto acquire = [&](v1::LockGrant* grant) {
+    v1::AcquireRequest request;
+    request.set_name(name_ + "-lock");
+    request.set_lease_ttl_ms(60'000);
+    v1::AcquireResponse response;
+    grpc::Status status = locks->Acquire(Context().get(), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_TRUE(response.acquired());
+    *grant = response.grant();
+  };
+  auto release = [&](const v1::LockGrant& grant) {
+    v1::ReleaseRequest request;
+    request.set_lease_id(grant.lease_id());
+    v1::ReleaseResponse response;
+    ASSERT_TRUE(locks->Release(Context().get(), request, &response).ok());
+  };
+  auto fenced_set = [&](int64_t v, int64_t token) {
+    v1::SetValueRequest request;
+    request.set_name(name_);
+    request.mutable_data()->set_int64_value(v);
+    request.mutable_fence()->set_lock_name(name_ + "-lock");
+    request.mutable_fence()->set_fencing_token(token);
+    v1::SetValueResponse response;
+    return stub_->SetValue(Context().get(), request, &response);
+  };
+
+  v1::LockGrant first;
+  ASSERT_NO_FATAL_FAILURE(acquire(&first));
+  ASSERT_TRUE(fenced_set(1, first.fencing_token()).ok());
+  ASSERT_NO_FATAL_FAILURE(release(first));
+  v1::LockGrant second;
+  ASSERT_NO_FATAL_FAILURE(acquire(&second));
+  EXPECT_GT(second.fencing_token(), first.fencing_token());
+
+  // The first holder's token is stale now: set, add, cas and delete are all refused.
+  grpc::Status stale = fenced_set(2, first.fencing_token());
+  EXPECT_EQ(stale.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(services::ReasonOf(stale), "STALE_FENCING_TOKEN");
+  EXPECT_THAT(stale.error_message(), HasSubstr(absl::StrCat(first.fencing_token())));
+  {
+    v1::AddToValueRequest request;
+    request.set_name(name_);
+    request.set_int64_delta(5);
+    request.mutable_fence()->set_lock_name(name_ + "-lock");
+    request.mutable_fence()->set_fencing_token(first.fencing_token());
+    v1::AddToValueResponse response;
+    grpc::Status status = stub_->AddToValue(Context().get(), request, &response);
+    EXPECT_EQ(services::ReasonOf(status), "STALE_FENCING_TOKEN");
+  }
+  {
+    v1::CompareAndSwapValueRequest request;
+    request.set_name(name_);
+    request.mutable_expected_value()->set_int64_value(1);
+    request.mutable_new_value()->set_int64_value(9);
+    request.mutable_fence()->set_lock_name(name_ + "-lock");
+    request.mutable_fence()->set_fencing_token(first.fencing_token());
+    v1::CompareAndSwapValueResponse response;
+    grpc::Status status = stub_->CompareAndSwapValue(Context().get(), request, &response);
+    EXPECT_EQ(services::ReasonOf(status), "STALE_FENCING_TOKEN");
+  }
+  {
+    v1::DeleteValueRequest request;
+    request.set_name(name_);
+    request.mutable_fence()->set_lock_name(name_ + "-lock");
+    request.mutable_fence()->set_fencing_token(first.fencing_token());
+    v1::DeleteValueResponse response;
+    grpc::Status status = stub_->DeleteValue(Context().get(), request, &response);
+    EXPECT_EQ(services::ReasonOf(status), "STALE_FENCING_TOKEN");
+  }
+  // Nothing the stale holder sent was applied.
+  v1::GetValueRequest get;
+  get.set_name(name_);
+  v1::GetValueResponse got;
+  ASSERT_TRUE(stub_->GetValue(Context().get(), get, &got).ok());
+  EXPECT_EQ(got.entry().data().int64_value(), 1);
+
+  // The current holder writes.
+  EXPECT_TRUE(fenced_set(3, second.fencing_token()).ok());
+  ASSERT_NO_FATAL_FAILURE(release(second));
+  EXPECT_EQ(services::ReasonOf(fenced_set(4, second.fencing_token())), "STALE_FENCING_TOKEN");
+
+  // Malformed fences name the field.
+  grpc::Status bad = fenced_set(5, 0);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("fence.fencing_token"));
+  v1::SetValueRequest request;
+  request.set_name(name_);
+  request.mutable_data()->set_int64_value(6);
+  request.mutable_fence()->set_lock_name("bad name");
+  request.mutable_fence()->set_fencing_token(1);
+  v1::SetValueResponse response;
+  bad = stub_->SetValue(Context().get(), request, &response);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("fence.lock_name"));
 }
 
 TEST_F(ValueServiceTest, ArraysAndMapsByElement) {

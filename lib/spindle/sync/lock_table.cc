@@ -1751,6 +1751,34 @@ absl::StatusOr<LockDescription> LockTable::Describe(absl::string_view name,
   return description;
 }
 
+absl::Status LockTable::CheckFence(absl::string_view name, int64_t fencing_token) const {
+  SPINDLE_RETURN_IF_ERROR(ValidateName("fence.lock_name", name));
+  if (fencing_token <= 0) {
+    return InvalidArgument("INVALID_ARGUMENT",
+                           absl::StrCat("fence.fencing_token ", fencing_token, " must be > 0"));
+  }
+  const absl::Time now = timers_.Now();
+  {
+    Shard& shard = ShardFor(name);
+    internal::MutexLock lock(&shard.mu);
+    auto it = shard.locks.find(name);
+    if (it != shard.locks.end()) {
+      for (const Grant& grant : it->second->grants) {
+        if (grant.token != fencing_token) {
+          continue;
+        }
+        if (grant.lease_ttl != absl::ZeroDuration() && grant.lease_expire <= now) {
+          break;  // Its lease ran out; the expiry timer has not removed it yet.
+        }
+        return absl::OkStatus();
+      }
+    }
+  }
+  return Aborted("STALE_FENCING_TOKEN",
+                 absl::StrCat("fence: fencing token ", fencing_token, " on lock '", name,
+                              "' is not held (released, expired, revoked or never granted)"));
+}
+
 absl::StatusOr<LockPage> LockTable::List(int32_t page_size, absl::string_view page_token,
                                          absl::string_view prefix, LockKind kind,
                                          const Labels& labels) const {

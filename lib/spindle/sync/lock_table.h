@@ -266,6 +266,11 @@ class LockTable {
                                           absl::string_view lease_id);
 
   absl::StatusOr<LockDescription> Describe(absl::string_view name, int32_t max_waiters) const;
+  // OK while a grant with `fencing_token` on lock `name` is held (not released, revoked or past
+  // its lease); else ABORTED (STALE_FENCING_TOKEN) naming the lock and token. Takes only the
+  // lock's shard mutex, so other tables may call it under their own locks (ValueService's fenced
+  // writes check it with the value's shard held, so no grant can end between check and write).
+  absl::Status CheckFence(absl::string_view name, int64_t fencing_token) const;
   absl::StatusOr<LockPage> List(int32_t page_size, absl::string_view page_token,
                                 absl::string_view prefix, LockKind kind,
                                 const Labels& labels) const;

@@ -419,6 +419,9 @@ absl::StatusOr<SetResult> ValueStore::Set(SetRequest request) {
   {
     Shard& shard = ShardFor(name);
     absl::MutexLock lock(&shard.mu);
+    if (request.guard) {
+      SPINDLE_RETURN_IF_ERROR(request.guard());
+    }
     auto it = shard.values.find(name);
     const bool exists = it != shard.values.end();
     if (request.only_if_version != 0 &&
@@ -511,7 +514,8 @@ absl::StatusOr<SetResult> ValueStore::Set(SetRequest request) {
 
 absl::StatusOr<AddResult> ValueStore::Add(const std::string& name,
                                           const std::optional<Element>& element, Delta delta,
-                                          absl::Duration ttl, const std::string& request_id) {
+                                          absl::Duration ttl, const std::string& request_id,
+                                          const WriteGuard& guard) {
   if (!request_id.empty()) {
     absl::MutexLock lock(&add_mu_);
     if (auto it = add_requests_.find(request_id); it != add_requests_.end()) {
@@ -523,6 +527,9 @@ absl::StatusOr<AddResult> ValueStore::Add(const std::string& name,
   {
     Shard& shard = ShardFor(name);
     absl::MutexLock lock(&shard.mu);
+    if (guard) {
+      SPINDLE_RETURN_IF_ERROR(guard());
+    }
     auto it = shard.values.find(name);
     std::shared_ptr<const Data> data;
     if (it == shard.values.end()) {
@@ -590,7 +597,8 @@ absl::StatusOr<AddResult> ValueStore::Add(const std::string& name,
 absl::StatusOr<CasResult> ValueStore::CompareAndSwap(const std::string& name,
                                                      const std::optional<Element>& element,
                                                      const Expected& expected,
-                                                     const Data& new_value) {
+                                                     const Data& new_value,
+                                                     const WriteGuard& guard) {
   std::optional<Scalar> new_scalar;
   if (element.has_value()) {
     SPINDLE_ASSIGN_OR_RETURN(new_scalar, DataToScalar(new_value, "new_value"));
@@ -607,6 +615,9 @@ absl::StatusOr<CasResult> ValueStore::CompareAndSwap(const std::string& name,
   {
     Shard& shard = ShardFor(name);
     absl::MutexLock lock(&shard.mu);
+    if (guard) {
+      SPINDLE_RETURN_IF_ERROR(guard());
+    }
     auto it = shard.values.find(name);
     const bool exists = it != shard.values.end();
     // Does the condition hold?
@@ -666,7 +677,7 @@ absl::StatusOr<CasResult> ValueStore::CompareAndSwap(const std::string& name,
 
 absl::StatusOr<DeleteResult> ValueStore::Delete(const std::string& name,
                                                 const std::optional<Element>& element,
-                                                int64_t only_if_version) {
+                                                int64_t only_if_version, const WriteGuard& guard) {
   if (element.has_value() && std::holds_alternative<int64_t>(*element)) {
     return InvalidArgument("INVALID_ELEMENT", absl::StrCat("element: cannot delete index ",
                                                            std::get<int64_t>(*element), " of '",
@@ -677,6 +688,9 @@ absl::StatusOr<DeleteResult> ValueStore::Delete(const std::string& name,
   {
     Shard& shard = ShardFor(name);
     absl::MutexLock lock(&shard.mu);
+    if (guard) {
+      SPINDLE_RETURN_IF_ERROR(guard());
+    }
     auto it = shard.values.find(name);
     if (it == shard.values.end()) {
       return NotFoundValue(name);

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,10 @@ struct GetResult {
   std::vector<std::string> keys;
 };
 
+// Checked with the value's shard lock held, right before a write applies: a non-OK status
+// refuses the write (a fenced write's lock grant, say). It must not call into the store.
+using WriteGuard = std::function<absl::Status()>;
+
 struct SetRequest {
   std::string name;
   Data data;
@@ -95,6 +100,7 @@ struct SetRequest {
   bool keep_ttl = false;
   std::string session_id;
   bool return_previous = false;
+  WriteGuard guard;  // Optional.
 };
 
 struct SetResult {
@@ -166,13 +172,15 @@ class ValueStore {
   absl::StatusOr<SetResult> Set(SetRequest request);
   // A non-empty `request_id` seen in the last 10 minutes returns the original result.
   absl::StatusOr<AddResult> Add(const std::string& name, const std::optional<Element>& element,
-                                Delta delta, absl::Duration ttl, const std::string& request_id);
+                                Delta delta, absl::Duration ttl, const std::string& request_id,
+                                const WriteGuard& guard = {});
   absl::StatusOr<CasResult> CompareAndSwap(const std::string& name,
                                            const std::optional<Element>& element,
-                                           const Expected& expected, const Data& new_value);
+                                           const Expected& expected, const Data& new_value,
+                                           const WriteGuard& guard = {});
   absl::StatusOr<DeleteResult> Delete(const std::string& name,
                                       const std::optional<Element>& element,
-                                      int64_t only_if_version);
+                                      int64_t only_if_version, const WriteGuard& guard = {});
   // Values in name order after `page_token`; `type` 0 = any.
   absl::StatusOr<ListPage> List(const std::string& prefix, int type, int32_t page_size,
                                 const std::string& page_token, bool names_only) const;

@@ -112,6 +112,26 @@ TEST_F(LockTableTest, FencingTokensStrictlyIncrease) {
   EXPECT_GT(MustAcquire(Params("m")).fencing_token, last);
 }
 
+TEST_F(LockTableTest, CheckFenceHoldsOnlyForTheCurrentGrant) {
+  GrantInfo first = MustAcquire(Params("m"));
+  EXPECT_TRUE(locks_.CheckFence("m", first.fencing_token).ok());
+  ASSERT_TRUE(locks_.Release(Lease(first)).ok());
+  absl::Status stale = locks_.CheckFence("m", first.fencing_token);
+  EXPECT_TRUE(absl::IsAborted(stale)) << stale;
+  EXPECT_THAT(std::string(stale.message()), HasSubstr("'m'"));
+
+  GrantInfo second = MustAcquire(Params("m"));
+  EXPECT_TRUE(locks_.CheckFence("m", second.fencing_token).ok());
+  EXPECT_TRUE(absl::IsAborted(locks_.CheckFence("m", first.fencing_token)));
+  EXPECT_TRUE(absl::IsAborted(locks_.CheckFence("other", second.fencing_token)));
+  // A lease past its expiry no longer fences, even before its timer removes the grant.
+  timers_.Advance(kDefaultLeaseTtl);
+  EXPECT_TRUE(absl::IsAborted(locks_.CheckFence("m", second.fencing_token)));
+
+  EXPECT_TRUE(absl::IsInvalidArgument(locks_.CheckFence("m", 0)));
+  EXPECT_TRUE(absl::IsInvalidArgument(locks_.CheckFence("bad name", 1)));
+}
+
 TEST_F(LockTableTest, MaxWaitRunningOutAnswersNotAcquired) {
   MustAcquire(Params("m"));
   AcquireParams params = Params("m");

@@ -82,6 +82,34 @@ TEST_F(ValueStoreTest, ConditionalSetsCheckVersionAndAbsence) {
   EXPECT_EQ(Reason(exists.status()), "VALUE_EXISTS");
 }
 
+TEST_F(ValueStoreTest, AGuardThatRefusesStopsEveryKindOfWrite) {
+  ASSERT_TRUE(Set("n", int64_t{1}).ok());
+  bool allow = false;
+  int calls = 0;
+  const WriteGuard guard = [&] {
+    ++calls;
+    return allow ? absl::OkStatus() : absl::AbortedError("fence: stale");
+  };
+  SetRequest set;
+  set.name = "n";
+  set.data = int64_t{2};
+  set.guard = guard;
+  EXPECT_TRUE(absl::IsAborted(store_.Set(set).status()));
+  EXPECT_TRUE(absl::IsAborted(
+      store_.Add("n", std::nullopt, int64_t{5}, absl::ZeroDuration(), "", guard).status()));
+  EXPECT_TRUE(absl::IsAborted(
+      store_.CompareAndSwap("n", std::nullopt, Data{int64_t{1}}, Data{int64_t{3}}, guard)
+          .status()));
+  EXPECT_TRUE(absl::IsAborted(store_.Delete("n", std::nullopt, 0, guard).status()));
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(std::get<int64_t>(Read("n")), 1);  // Nothing applied.
+
+  allow = true;
+  EXPECT_TRUE(store_.Set(set).ok());
+  EXPECT_EQ(std::get<int64_t>(Read("n")), 2);
+  EXPECT_TRUE(store_.Delete("n", std::nullopt, 0, guard).ok());
+}
+
 TEST_F(ValueStoreTest, AddCreatesAndSums) {
   auto first = store_.Add("n", std::nullopt, int64_t{5}, absl::ZeroDuration(), "");
   ASSERT_TRUE(first.ok());
