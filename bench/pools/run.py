@@ -8,7 +8,7 @@ Starts spindled on loopback itself (metrics off); builds nothing (bench_pools_lo
 must be in DIR). Every pool has 2 workers; the Spindle WORKER pools run python/spindle_worker.py
 (built-in "echo" / "sleep_ms") under /usr/bin/python3, the peers run the same work in functions of
 this file under /usr/bin/python3 (fork start method). Each figure alternates Spindle and its peers
-in the same run (full mode: 3 rounds, the median of each side). Figures (ratio = Spindle / peer):
+in the same run (full mode: 5 rounds, the median of each side). Figures (ratio = Spindle / peer):
   * trivial tasks/s, WORKER pool, streamed Map (ordered = `map`, window 256)
         vs ProcessPoolExecutor(2) submit+result          target >= 1.0x
         vs ProcessPoolExecutor(2).map                     target >= 1.0x
@@ -154,8 +154,9 @@ def main():
 
     import peers  # noqa: E402  (Spindled launcher and the result record shared by the groups)
 
-    warmup, duration = (0.3, 1.0) if args.quick else (1.0, 4.0)
-    rounds = 1 if args.quick else 3
+    # Short runs, several rounds: the median resists the bursts of other work on a shared machine.
+    warmup, duration = (0.3, 1.0) if args.quick else (1.0, 2.0)
+    rounds = 1 if args.quick else 5
     b = args.build_dir
     echo_map = ["--kind", "worker", "--handler", "echo", "--payload", "x", "--mode", "map",
                 "--window", str(MAP_WINDOW), "--order", "ordered"]
@@ -240,13 +241,13 @@ def main():
     add(sleep_name + " vs PPE map", 1, "tasks/s", "spindle sleep1 map",
         "ProcessPoolExecutor(2).map", "ppe_map sleep1")
 
-    for label in ("spindle echo map", "spindle echo submit", "spindle true map",
-                  "spindle true submit", "spindle sleep1 map"):
+    for label, rs in runs.items():
         m, r = med(label)
-        if r is not None:
-            print(f"# {label:22} median {m:>9.0f}/s  p50 {r['p50_us']:.0f} us  p90 "
-                  f"{r['p90_us']:.0f} us  p99 {r['p99_us']:.0f} us  (failed {r['failed']})",
-                  file=sys.stderr)
+        rates = sorted(x["rate"] for x in rs)
+        lat = (f"  p50 {r['p50_us']:.0f} us  p90 {r['p90_us']:.0f} us  p99 {r['p99_us']:.0f} us"
+               f"  (failed {r['failed']})" if "p50_us" in r else "")
+        print(f"# {label:22} median {m:>9.0f}/s  range {rates[0]:.0f}..{rates[-1]:.0f}{lat}",
+              file=sys.stderr)
     for r in results:
         print(json.dumps(r))
     if args.json:
