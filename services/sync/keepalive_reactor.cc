@@ -1,5 +1,7 @@
 #include "services/sync/keepalive_reactor.h"
 
+#include <grpcpp/server_context.h>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,7 +12,9 @@
 
 namespace spindle::services {
 
-KeepAliveReactor::KeepAliveReactor(sync::SessionTable& sessions) : sessions_(sessions) {
+KeepAliveReactor::KeepAliveReactor(grpc::CallbackServerContext* context,
+                                   sync::SessionTable& sessions)
+    : context_(context), sessions_(sessions) {
   StartRead(&request_);
 }
 
@@ -203,21 +207,33 @@ void KeepAliveReactor::OnWriteDone(bool ok) {
 }
 
 void KeepAliveReactor::OnCancel() {
-  std::string close;
   {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
-    if (close_on_disconnect_ && !reads_done_ && subscription_ != 0 && !ended_queued_) {
+  }
+  CloseIfBroken(true);
+  Pump();
+}
+
+void KeepAliveReactor::CloseIfBroken(bool broken) {
+  std::string close;
+  {
+    absl::MutexLock lock(&mu_);
+    if (broken && close_on_disconnect_ && subscription_ != 0 && !ended_queued_ &&
+        !closed_on_disconnect_) {
+      closed_on_disconnect_ = true;
       close = session_id_;
     }
   }
   if (!close.empty()) {
     (void)sessions_.Close(close);
   }
-  Pump();
 }
 
 void KeepAliveReactor::OnDone() {
+  // A client that vanished often shows up as a failed read (which looks like a half-close)
+  // before, or instead of, OnCancel; whether the final status reached it tells the two apart.
+  CloseIfBroken(context_->IsCancelled());
   std::string session_id;
   sync::SessionTable::SubscriptionId subscription;
   {

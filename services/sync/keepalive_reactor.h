@@ -25,7 +25,8 @@ namespace spindle::services {
 class KeepAliveReactor final
     : public grpc::ServerBidiReactor<v1::KeepAliveRequest, v1::KeepAliveResponse> {
  public:
-  explicit KeepAliveReactor(sync::SessionTable& sessions);
+  // `context` is the call's; it outlives the reactor.
+  KeepAliveReactor(grpc::CallbackServerContext* context, sync::SessionTable& sessions);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -44,6 +45,10 @@ class KeepAliveReactor final
   void FailWith(const grpc::Status& status);
   void Pump();
 
+  // With close_on_disconnect: closes the session when the stream broke rather than ended.
+  void CloseIfBroken(bool broken);
+
+  grpc::CallbackServerContext* const context_;
   sync::SessionTable& sessions_;
   v1::KeepAliveRequest request_;  // owned by the read loop
 
@@ -51,6 +56,7 @@ class KeepAliveReactor final
   std::string session_id_ ABSL_GUARDED_BY(mu_);
   sync::SessionTable::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
   bool close_on_disconnect_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_on_disconnect_ ABSL_GUARDED_BY(mu_) = false;
   // Seq of the next live event to send; 0 until the subscription is set up.
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, sync::SessionEvent> early_ ABSL_GUARDED_BY(mu_);

@@ -58,7 +58,7 @@ grpc::ServerUnaryReactor* SessionServiceImpl::CreateSession(grpc::CallbackServer
 
 grpc::ServerBidiReactor<v1::KeepAliveRequest, v1::KeepAliveResponse>* SessionServiceImpl::KeepAlive(
     grpc::CallbackServerContext* context) {
-  return new KeepAliveReactor(sessions_);
+  return new KeepAliveReactor(context, sessions_);
 }
 
 grpc::ServerUnaryReactor* SessionServiceImpl::RefreshSession(
