@@ -69,9 +69,13 @@ class Session:
         self._stop = threading.Event()
         self._last_seq = 0
         self._call: Any = None
+        self._established = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"spindle-keepalive-{self.id[:8]}",
                                         daemon=True)
         self._thread.start()
+        # Until the server has seen the first ping, a crash of this process would leave the session
+        # to its TTL instead of closing it at once (close_on_disconnect): wait for the first answer.
+        self._established.wait(client.call_timeout)
 
     def on_lock_lost(self, callback: Callable[[LockLost], None]) -> None:
         """Calls ``callback(event)`` (on the keep-alive thread) for every grant lost from now on."""
@@ -120,6 +124,7 @@ class Session:
                                                                   metadata=self._client.metadata)
                 for message in self._call:
                     backoff = 0.05
+                    self._established.set()
                     if message.event_seq:
                         self._last_seq = max(self._last_seq, message.event_seq)
                     kind = message.WhichOneof("message")
@@ -131,6 +136,7 @@ class Session:
                 if self._stop.is_set():
                     return
             except grpc.RpcError as err:
+                self._established.set()  # Do not hold up the caller; the loop retries.
                 if self._stop.is_set():
                     return
                 if err.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND,

@@ -223,10 +223,6 @@ def test_closing_a_client_releases_its_locks(spindled, client):
     taker.release()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "server race: KeepAliveReactor::OnCancel skips close_on_disconnect when the broken stream's "
-    "failed read (OnReadDone(false)) is seen first, so a SIGKILLed holder keeps its lock until the "
-    "session TTL (also seen with spindlectl)"))
 def test_killed_holder_frees_the_lock(spindled, client):
     lock = name("killed")
     code = ("import sys, spindle; c = spindle.Client(sys.argv[1], session_ttl=60); "
@@ -425,9 +421,6 @@ def test_value_types_add_and_cas(client):
     assert err.value.reason == "TYPE_MISMATCH"
 
 
-@pytest.mark.xfail(strict=False, raises=spindle.FailedPrecondition, reason=(
-    "spindled answers FAILED_PRECONDITION FENCING_UNAVAILABLE: its ValueService has no lock table "
-    "to check fencing tokens against yet"))
 def test_fenced_writes(client, other):
     lock_name = name("fence")
     v = client.value(name("fenced"))
