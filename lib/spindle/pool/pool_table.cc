@@ -466,6 +466,8 @@ struct PoolTable::Impl {
   std::vector<std::shared_ptr<Pool>> dying ABSL_GUARDED_BY(mu);  // Deleted, still terminating.
   int64_t pool_count ABSL_GUARDED_BY(mu) = 0;
   int64_t worker_budget_used ABSL_GUARDED_BY(mu) = 0;
+  // Creator identity of each pool whose processes the spawn policy counts, by pool uid.
+  absl::flat_hash_map<uint64_t, std::string> policy_owners ABSL_GUARDED_BY(mu);
   uint64_t next_uid ABSL_GUARDED_BY(mu) = 1;
   std::atomic<uint64_t> next_waiter{1};
 
@@ -494,12 +496,29 @@ struct PoolTable::Impl {
     absl::MutexLock lock(&mu);
     waiters.erase(id);
   }
+  // Gives `count` processes of pool `uid` back to its creator's spawn-policy count.
+  void ReleasePolicyCount(uint64_t uid, int64_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto owner = policy_owners.find(uid);
+    if (owner != policy_owners.end()) options.spawn_policy->ReleaseProcesses(owner->second, count);
+  }
+  // The PATH spawned processes inherit (the spawn policy resolves bare program names with it).
+  std::optional<std::string> InheritedPath() const {
+    for (const std::string& entry : base_env) {
+      if (absl::StartsWith(entry, "PATH=")) return entry.substr(5);
+    }
+    return std::nullopt;
+  }
   std::vector<std::string> BuildEnv(const process::ProcessCommand& c, const std::string& cookie) {
     std::map<std::string, std::string> env;
     if (!c.env.clean) {
       for (const std::string& entry : base_env) {
         size_t eq = entry.find('=');
         if (eq == std::string::npos) continue;
+        // The spawn policy scrubs spindled's own environment to its allowed names.
+        if (options.spawn_policy != nullptr &&
+            !options.spawn_policy->InheritsVariable(absl::string_view(entry).substr(0, eq))) {
+          continue;
+        }
         env[entry.substr(0, eq)] = entry.substr(eq + 1);
       }
     }
@@ -760,6 +779,13 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
                           : specs.size() == 1       ? std::string("task")
                                                     : absl::StrCat("tasks[", i, "]");
       absl::Status s = ValidateTask(field, specs[i]);
+      if (s.ok() && table_->options.spawn_policy != nullptr &&
+          std::holds_alternative<TaskCommand>(specs[i].work)) {
+        // What the task will run: the resolved executable and the policy's cwd default.
+        s = table_->options.spawn_policy->ApplyToCommand(
+            field + ".command.command", std::get<TaskCommand>(specs[i].work).command,
+            table_->InheritedPath());
+      }
       if (!s.ok()) return fail(s);
     }
     if (specs.size() > static_cast<size_t>(spec_.max_queued)) {
@@ -1138,6 +1164,11 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
         if (spec_.kind != PoolKind::kCommand) return wrong("command");
         const TaskCommand& c = std::get<2>(spec.work);
         SPINDLE_RETURN_IF_ERROR(ValidateCommand(field + ".command.command", c.command));
+        if (table_->options.spawn_policy != nullptr) {
+          process::ProcessCommand checked = c.command;  // Submit applies it for real.
+          SPINDLE_RETURN_IF_ERROR(table_->options.spawn_policy->ApplyToCommand(
+              field + ".command.command", checked, table_->InheritedPath()));
+        }
         if (c.stdin_data.size() > (4u << 20)) {
           return Invalid(absl::StrCat(field, ".command.stdin_data: more than 4 MiB"));
         }
@@ -2320,7 +2351,8 @@ absl::Status ValidateAndDefault(PoolSpec& spec) {
 
 absl::StatusOr<PoolTable::CreateResult> PoolTable::CreatePool(const std::string& name,
                                                               PoolSpec spec,
-                                                              const std::string& request_id) {
+                                                              const std::string& request_id,
+                                                              const std::string& identity) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
   if (!request_id.empty()) {
     std::string existing;
@@ -2334,6 +2366,16 @@ absl::StatusOr<PoolTable::CreateResult> PoolTable::CreatePool(const std::string&
     }
   }
   SPINDLE_RETURN_IF_ERROR(ValidateAndDefault(spec));
+  process::SpawnPolicy* const policy =
+      spec.kind == PoolKind::kThread ? nullptr : impl_->options.spawn_policy.get();
+  if (policy != nullptr) {
+    if (spec.worker.has_value()) {
+      SPINDLE_RETURN_IF_ERROR(policy->ApplyToCommand("spec.worker.command", spec.worker->command,
+                                                     impl_->InheritedPath()));
+    }
+    SPINDLE_RETURN_IF_ERROR(policy->ApplyToLimits("spec.limits", spec.limits));
+    SPINDLE_RETURN_IF_ERROR(policy->ApplyToRunAs("spec.run_as", spec.run_as));
+  }
   if (!spec.session_id.empty()) {
     if (impl_->sessions == nullptr) {
       return NotFound("SESSION_NOT_FOUND",
@@ -2366,7 +2408,12 @@ absl::StatusOr<PoolTable::CreateResult> PoolTable::CreatePool(const std::string&
                          impl_->options.max_total_workers, " pool workers (",
                          impl_->worker_budget_used, " in use)"));
       }
+      if (policy != nullptr) {
+        SPINDLE_RETURN_IF_ERROR(policy->AcquireProcesses(
+            identity, spec.size, absl::StrCat("pool '", name, "' of size ", spec.size)));
+      }
       pool = std::make_shared<Pool>(impl_.get(), impl_->next_uid++, name, spec);
+      if (policy != nullptr && !identity.empty()) impl_->policy_owners[pool->uid()] = identity;
       ++impl_->pool_count;
       impl_->worker_budget_used += spec.size;
       impl_->by_uid.emplace(pool->uid(), pool);
@@ -2384,6 +2431,8 @@ absl::StatusOr<PoolTable::CreateResult> PoolTable::CreatePool(const std::string&
     impl_->by_uid.erase(pool->uid());
     --impl_->pool_count;
     impl_->worker_budget_used -= spec.size;
+    impl_->ReleasePolicyCount(pool->uid(), spec.size);
+    impl_->policy_owners.erase(pool->uid());
     if (!request_id.empty()) impl_->create_request_ids.erase(request_id);
     impl_->dying.push_back(pool);
     return started;
@@ -2469,12 +2518,21 @@ absl::StatusOr<PoolView> PoolTable::ResizePool(const std::string& name, int32_t 
           absl::StrCat("size: ", size, " workers would exceed the server's limit of ",
                        impl_->options.max_total_workers, " pool workers"));
     }
+    auto owner = impl_->policy_owners.find(pool->uid());
+    if (owner != impl_->policy_owners.end() && size > old_size) {
+      SPINDLE_RETURN_IF_ERROR(impl_->options.spawn_policy->AcquireProcesses(
+          owner->second, size - old_size,
+          absl::StrCat("growing pool '", name, "' from ", old_size, " to ", size)));
+    }
     impl_->worker_budget_used += size - old_size;
   }
   auto result = pool->Resize(size);
+  absl::MutexLock lock(&impl_->mu);
   if (!result.ok()) {
-    absl::MutexLock lock(&impl_->mu);
     impl_->worker_budget_used -= size - old_size;
+    if (size > old_size) impl_->ReleasePolicyCount(pool->uid(), size - old_size);
+  } else if (size < old_size) {
+    impl_->ReleasePolicyCount(pool->uid(), old_size - size);
   }
   return result;
 }
@@ -2523,6 +2581,8 @@ absl::Status PoolTable::DeletePool(const std::string& name, bool force) {
     impl_->by_uid.erase(pool->uid());
     --impl_->pool_count;
     impl_->worker_budget_used -= size;
+    impl_->ReleasePolicyCount(pool->uid(), size);
+    impl_->policy_owners.erase(pool->uid());
     if (!finished) impl_->dying.push_back(pool);
     for (auto it = impl_->create_request_ids.begin(); it != impl_->create_request_ids.end();) {
       if (it->second == name) {

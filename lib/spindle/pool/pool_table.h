@@ -36,6 +36,7 @@
 #include "spindle/common/timer.h"
 #include "spindle/pool/functions.h"
 #include "spindle/pool/types.h"
+#include "spindle/process/spawn_policy.h"
 #include "spindle/process/spawner.h"
 
 namespace spindle::pool {
@@ -54,6 +55,10 @@ struct PoolTableOptions {
   int64_t max_task_output_bytes = (4 << 20) - (64 << 10);
   // Base environment of spawned processes ("K=V"); unset: spindled's own.
   std::optional<std::vector<std::string>> base_env;
+  // The spawn policy (process/spawn_policy.h) every worker and task command must pass; null: none.
+  // A COMMAND or WORKER pool counts `size` processes against its creator's live-process limit
+  // from CreatePool to DeletePool.
+  std::shared_ptr<process::SpawnPolicy> spawn_policy;
   // Observers for metrics; called without locks held. May be empty.
   std::function<void(const std::string& pool, absl::Duration waited)> observe_queue_wait;
   std::function<void(const std::string& pool, TaskState outcome, absl::Duration ran)>
@@ -91,8 +96,10 @@ class PoolTable {
     PoolView pool;
     bool created = false;
   };
+  // `identity` is the creating client, counted by the spawn policy (empty: not counted).
   absl::StatusOr<CreateResult> CreatePool(const std::string& name, PoolSpec spec,
-                                          const std::string& request_id);
+                                          const std::string& request_id,
+                                          const std::string& identity = "");
   absl::StatusOr<PoolView> GetPool(const std::string& name, bool include_workers);
   struct PoolPage {
     std::vector<PoolView> pools;

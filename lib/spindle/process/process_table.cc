@@ -224,6 +224,7 @@ struct Record {
   const uint64_t seq;
   ProcessSpec spec;           // Constant after Spawn (stdin_data kept for restarts of DATA).
   SpawnOptions options;       // Constant after Spawn.
+  std::string owner;          // Constant after Spawn: the identity counted by the spawn policy.
   int stop_signal = SIGTERM;  // Constant after Spawn.
   absl::Duration kill_grace;  // Constant after Spawn.
   SessionHooks::HookId session_hook = 0;
@@ -290,6 +291,18 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
       ::signal(SIGPIPE, SIG_IGN);
     }
     ScheduleHousekeeping();
+  }
+
+  // The PATH a spawned process inherits from spindled (before the spec's own env changes).
+  std::optional<std::string> InheritedPath() const {
+    if (options_.base_env.has_value()) {
+      for (const std::string& entry : *options_.base_env) {
+        if (absl::StartsWith(entry, "PATH=")) return entry.substr(5);
+      }
+      return std::nullopt;
+    }
+    const char* path = ::getenv("PATH");
+    return path == nullptr ? std::nullopt : std::optional<std::string>(path);
   }
 
   const ProcessTableOptions options_;
@@ -555,6 +568,12 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
             env[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
           }
         }
+      }
+      // The spawn policy scrubs spindled's own environment to its allowed names.
+      if (options_.spawn_policy != nullptr) {
+        std::erase_if(env, [&](const auto& entry) {
+          return !options_.spawn_policy->InheritsVariable(entry.first);
+        });
       }
     }
     for (const std::string& key : spec.command.env.unset) env.erase(key);
@@ -976,6 +995,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     rec.final_seq++;
     SetState(rec, state, pending);
     live_.fetch_sub(1);
+    if (options_.spawn_policy != nullptr) options_.spawn_policy->ReleaseProcesses(rec.owner, 1);
     if (!rec.spec.name.empty()) {
       absl::MutexLock lock(&names_mu_);
       auto it = live_names_.find(rec.spec.name);
@@ -1496,10 +1516,14 @@ absl::Status ProcessTable::ValidateAndDefault(ProcessSpec& spec, bool for_run,
                                   max_run_output_bytes, " bytes for both)"));
     }
   }
+  if (opt.spawn_policy != nullptr) {
+    SPINDLE_RETURN_IF_ERROR(opt.spawn_policy->ApplyToSpec(spec, impl_->InheritedPath()));
+  }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ProcessView> ProcessTable::Spawn(ProcessSpec spec, absl::string_view request_id) {
+absl::StatusOr<ProcessView> ProcessTable::Spawn(ProcessSpec spec, absl::string_view request_id,
+                                                absl::string_view identity) {
   Impl& impl = *impl_;
   if (impl.shut_down_.load()) {
     return Unavailable("SHUTTING_DOWN", "the server is shutting down");
@@ -1548,9 +1572,14 @@ absl::StatusOr<ProcessView> ProcessTable::Spawn(ProcessSpec spec, absl::string_v
   if (impl.total_.load() >= impl.options_.max_processes) {
     impl.EnforceRetention(/*make_room=*/true);
   }
+  SpawnPolicy* const policy = impl.options_.spawn_policy.get();
+  if (policy != nullptr) {
+    SPINDLE_RETURN_IF_ERROR(policy->AcquireProcesses(identity, 1, "a new process"));
+  }
   if (spec.unique_name && !spec.name.empty()) {
     absl::MutexLock lock(&impl.names_mu_);
     if (impl.live_names_.contains(spec.name)) {
+      if (policy != nullptr) policy->ReleaseProcesses(identity, 1);
       return AlreadyExists("NAME_IN_USE",
                            absl::StrCat("spec.name: a live process is named '", spec.name, "'"));
     }
@@ -1568,6 +1597,7 @@ absl::StatusOr<ProcessView> ProcessTable::Spawn(ProcessSpec spec, absl::string_v
   auto rec =
       std::make_shared<Record>(absl::StrCat("p", seq, "-", absl::Hex(salt, absl::kZeroPad8)), seq);
   rec->spec = std::move(spec);
+  rec->owner = std::string(identity);
   rec->stop_signal = *ResolveSignal("spec.stop_signal", rec->spec.stop_signal);
   rec->kill_grace = absl::Milliseconds(*rec->spec.kill_grace_ms);
   impl.BuildOptions(*rec);
@@ -1603,6 +1633,7 @@ absl::StatusOr<ProcessView> ProcessTable::Spawn(ProcessSpec spec, absl::string_v
     }
     impl.total_.fetch_sub(1);
     impl.live_.fetch_sub(1);
+    if (policy != nullptr) policy->ReleaseProcesses(identity, 1);
     if (!rec->spec.name.empty()) {
       absl::MutexLock lock(&impl.names_mu_);
       auto it = impl.live_names_.find(rec->spec.name);
@@ -1862,6 +1893,16 @@ void ProcessTable::Restart(absl::string_view id, std::optional<absl::Duration> g
         rec->mu.Unlock();
         std::move(done)(AlreadyExists(
             "NAME_IN_USE", absl::StrCat("a live process is named '", rec->spec.name, "'")));
+        return;
+      }
+    }
+    // Live again: it counts for the identity it was spawned for.
+    if (impl_->options_.spawn_policy != nullptr) {
+      absl::Status room =
+          impl_->options_.spawn_policy->AcquireProcesses(rec->owner, 1, "restarting it");
+      if (!room.ok()) {
+        rec->mu.Unlock();
+        std::move(done)(std::move(room));
         return;
       }
     }

@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "spindle/common/session_hooks.h"
 #include "spindle/common/timer.h"
+#include "spindle/process/spawn_policy.h"
 #include "spindle/process/spawner.h"
 #include "spindle/process/types.h"
 
@@ -61,6 +62,8 @@ struct ProcessTableOptions {
   absl::Duration housekeeping_interval = absl::Seconds(1);
   // Whether run_as may be used (spindled runs as root or with CAP_SETUID).
   bool allow_run_as = false;
+  // The spawn policy every spec must pass (spawn_policy.h); null: none. Shared with the pools.
+  std::shared_ptr<SpawnPolicy> spawn_policy;
 };
 
 // Events for metrics (services/process binds them to prometheus). Called without locks held, on
@@ -99,13 +102,18 @@ class ProcessTable {
 
   // Checks `spec` and fills its defaults (stdin NONE, CAPTURE, buffer size, grace, stop signal,
   // restart fields). INVALID_ARGUMENT naming the field otherwise. `for_run`: the stricter rules
-  // of Run (no PIPE, restart NEVER, buffers fit `max_run_output_bytes`).
+  // of Run (no PIPE, restart NEVER, buffers fit `max_run_output_bytes`). With a spawn policy, the
+  // spec must then pass it (PERMISSION_DENIED, reason SPAWN_POLICY) and gets its defaults.
   absl::Status ValidateAndDefault(ProcessSpec& spec, bool for_run,
                                   int64_t max_run_output_bytes) const;
 
   // Validates, spawns and registers a process; returns it once exec succeeded. Errors as
   // ProcessService.Spawn. `request_id` (may be empty) makes retries return the original.
-  absl::StatusOr<ProcessView> Spawn(ProcessSpec spec, absl::string_view request_id = "");
+  // `identity` is the client it is spawned for: the spawn policy's per-identity live-process limit
+  // counts it until it is final (RESOURCE_EXHAUSTED, reason SPAWN_POLICY, beyond). Empty: the
+  // server's own spawn, not counted.
+  absl::StatusOr<ProcessView> Spawn(ProcessSpec spec, absl::string_view request_id = "",
+                                    absl::string_view identity = "");
 
   // NOT_FOUND (PROCESS_NOT_FOUND) for an unknown id.
   absl::StatusOr<ProcessView> Get(absl::string_view id) const;
