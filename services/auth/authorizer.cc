@@ -171,6 +171,20 @@ absl::StatusOr<Identity> Authorizer::Authorize(absl::string_view method,
   return Identity{entry->name, entry->role};
 }
 
+std::string Authorizer::TokenName(absl::string_view authorization) {
+  absl::string_view token = absl::StripAsciiWhitespace(authorization);
+  if (token.size() < 7 || !absl::EqualsIgnoreCase(token.substr(0, 7), "bearer ")) {
+    return "";
+  }
+  token = absl::StripLeadingAsciiWhitespace(token.substr(7));
+  std::shared_ptr<const TokenTable> table = Current();
+  const TokenEntry* entry = table->Find(token);
+  if (entry == nullptr || absl::Now() >= entry->expires) {
+    return "";
+  }
+  return entry->name;
+}
+
 bool Authorizer::CheckBasicAuth(const std::string& user, const std::string& password) {
   std::shared_ptr<const TokenTable> table = Current();
   const TokenEntry* entry = table->Find(password);

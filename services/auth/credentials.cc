@@ -34,19 +34,24 @@ struct ProcessorState {
 };
 
 // Runs in gRPC's server auth filter for every call, before the call reaches the application.
-void ProcessAuthMetadata(void* state, grpc_auth_context* context, const grpc_metadata* md,
+//
+// It records nothing in `context`: that auth context belongs to the connection, not the call (gRPC
+// 1.51's server auth filter passes the channel's), so a property added here would be shared by
+// every call on the connection, whatever token each carries, would grow with every call, and
+// would be written by concurrent calls without a lock. Who a call comes from is looked up per
+// call instead (caller_identity.h), from its own authorization header, which therefore stays in
+// the call's metadata; nothing logs metadata.
+void ProcessAuthMetadata(void* state, grpc_auth_context* /*context*/, const grpc_metadata* md,
                          size_t num_md, grpc_process_auth_metadata_done_cb done, void* user_data) {
   auto* processor = static_cast<ProcessorState*>(state);
   absl::string_view method;
   absl::string_view authorization;
-  const grpc_metadata* authorization_md = nullptr;
   for (size_t i = 0; i < num_md; ++i) {
     const absl::string_view key = View(md[i].key);
     if (key == ":path") {
       method = View(md[i].value);
     } else if (key == "authorization") {
       authorization = View(md[i].value);
-      authorization_md = &md[i];
     }
   }
   auto identity = processor->authorizer->Authorize(method, authorization);
@@ -56,14 +61,7 @@ void ProcessAuthMetadata(void* state, grpc_auth_context* context, const grpc_met
          message.c_str());
     return;
   }
-  if (!identity->name.empty()) {
-    grpc_auth_context_add_cstring_property(context, kIdentityProperty, identity->name.c_str());
-    grpc_auth_context_add_cstring_property(context, kRoleProperty,
-                                           std::string(RoleName(identity->role)).c_str());
-  }
-  // Consumed: the token goes no further than this function.
-  done(user_data, authorization_md, authorization_md == nullptr ? 0 : 1, nullptr, 0, GRPC_STATUS_OK,
-       nullptr);
+  done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
 }
 
 void DestroyProcessorState(void* state) { delete static_cast<ProcessorState*>(state); }

@@ -4,9 +4,9 @@
 // Token checks run in gRPC's transport auth filter (an auth metadata processor on the server
 // credentials), before any handler, interceptor or message parsing: a refused call never reaches a
 // service. (gRPC 1.51's server interceptors cannot refuse a call before its handler runs, so the
-// check is not an interceptor.) The processor removes the authorization header, so no handler or
-// log ever sees a token, and sets the AuthContext properties "spindle.identity" and
-// "spindle.role" on calls it lets through.
+// check is not an interceptor.) It adds nothing to the AuthContext, which gRPC keeps per
+// connection, not per call; caller_identity.h names a call's token from its own authorization
+// header (which stays in the call's metadata; no log prints metadata).
 //
 // Thread-safety: free functions, all thread-safe.
 #ifndef SPINDLE_SERVICES_AUTH_CREDENTIALS_H_
@@ -28,9 +28,6 @@ class Registry;
 }  // namespace prometheus
 
 namespace spindle::services::auth {
-
-inline constexpr char kIdentityProperty[] = "spindle.identity";
-inline constexpr char kRoleProperty[] = "spindle.role";
 
 // Server credentials for `tls` (plaintext when it is off) that check every call with `authorizer`
 // (no check when null). With a client CA, clients must present a certificate it signed. The

@@ -84,6 +84,7 @@ class PoolCapability final : public Capability {
     table_options.max_pools = context.config.max_names;
     table_options.max_total_workers = context.config.max_processes * 4;
     table_options.max_task_output_bytes = context.config.max_message_bytes - (64 << 10);
+    table_options.spawn_policy = context.config.spawn_policy;
     table_options.observe_queue_wait = [this](const std::string& pool, absl::Duration waited) {
       queue_wait_seconds_.Observe(labels_->Label(pool), absl::ToDoubleSeconds(waited));
     };
@@ -96,8 +97,8 @@ class PoolCapability final : public Capability {
     table_ = std::make_unique<pool::PoolTable>(context.timers, context.sessions,
                                                process::MakeLinuxSpawner(), functions,
                                                std::move(table_options));
-    service_ =
-        std::make_unique<PoolServiceImpl>(*table_, streams_, context.config.max_message_bytes);
+    service_ = std::make_unique<PoolServiceImpl>(
+        *table_, streams_, context.config.max_message_bytes, context.caller_identity);
     // Capabilities made after this one (the scheduler's pool_task triggers) use the table.
     context.pools = table_.get();
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/auth/caller_identity.h"
 #include "services/common/status_convert.h"
 #include "services/pool/convert.h"
 #include "services/pool/map_reactor.h"
@@ -41,7 +42,9 @@ grpc::ServerUnaryReactor* PoolServiceImpl::CreatePool(grpc::CallbackServerContex
                                                       v1::CreatePoolResponse* response) {
   auto spec = FromProto(request->spec());
   if (!spec.ok()) return FinishWith(context, spec.status());
-  auto result = table_.CreatePool(request->name(), *std::move(spec), request->request_id());
+  auto result = table_.CreatePool(
+      request->name(), *std::move(spec), request->request_id(),
+      caller_identity_ ? caller_identity_(*context) : auth::CallerIdentity(*context, nullptr));
   if (!result.ok()) return FinishWith(context, result.status());
   ToProto(result->pool, response->mutable_pool());
   response->set_created(result->created);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "services/auth/caller_identity.h"
 #include "services/pool/pool_streams.h"
 #include "spindle/pool/pool_table.h"
 #include "spindle/v1/pool.grpc.pb.h"
@@ -16,8 +17,14 @@ namespace spindle::services {
 
 class PoolServiceImpl final : public v1::PoolService::CallbackService {
  public:
-  PoolServiceImpl(pool::PoolTable& table, PoolStreamSet& streams, int64_t max_message_bytes)
-      : table_(table), streams_(streams), max_message_bytes_(max_message_bytes) {}
+  // `caller_identity` names who a call comes from, for the spawn policy (empty: certificate or
+  // peer address).
+  PoolServiceImpl(pool::PoolTable& table, PoolStreamSet& streams, int64_t max_message_bytes,
+                  auth::CallerIdentityFn caller_identity = {})
+      : table_(table),
+        streams_(streams),
+        max_message_bytes_(max_message_bytes),
+        caller_identity_(std::move(caller_identity)) {}
 
   grpc::ServerUnaryReactor* CreatePool(grpc::CallbackServerContext* context,
                                        const v1::CreatePoolRequest* request,
@@ -70,6 +77,7 @@ class PoolServiceImpl final : public v1::PoolService::CallbackService {
   pool::PoolTable& table_;
   PoolStreamSet& streams_;
   const int64_t max_message_bytes_;
+  const auth::CallerIdentityFn caller_identity_;
 };
 
 }  // namespace spindle::services

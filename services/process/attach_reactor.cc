@@ -24,8 +24,8 @@ class AttachReactor final : public Base,
                             public std::enable_shared_from_this<AttachReactor> {
  public:
   AttachReactor(grpc::CallbackServerContext* context, process::ProcessTable& table,
-                StreamRegistry& streams)
-      : context_(context), table_(table), streams_(streams) {}
+                StreamRegistry& streams, std::string identity)
+      : context_(context), table_(table), streams_(streams), identity_(std::move(identity)) {}
 
   void Start() {
     if (!streams_.Add(shared_from_this())) {
@@ -90,7 +90,7 @@ class AttachReactor final : public Base,
     if (open.target_case() == v1::AttachOpen::kSpawn) {
       auto spec = FromProto(open.spawn());
       if (!spec.ok()) return ToGrpcStatus(spec.status());
-      auto started = table_.Spawn(*std::move(spec), open.request_id());
+      auto started = table_.Spawn(*std::move(spec), open.request_id(), identity_);
       if (!started.ok()) return ToGrpcStatus(started.status());
       view = *std::move(started);
       spawned = true;
@@ -253,6 +253,7 @@ class AttachReactor final : public Base,
   grpc::CallbackServerContext* const context_;
   process::ProcessTable& table_;
   StreamRegistry& streams_;
+  const std::string identity_;  // Who the call comes from, for a spawn.
   v1::AttachRequest request_;
   std::string id_;  // Set by Open (reads are sequential).
   std::optional<OutputFollower> follower_;
@@ -265,8 +266,9 @@ class AttachReactor final : public Base,
 }  // namespace
 
 grpc::ServerBidiReactor<v1::AttachRequest, v1::AttachResponse>* StartAttach(
-    grpc::CallbackServerContext* context, process::ProcessTable& table, StreamRegistry& streams) {
-  auto reactor = std::make_shared<AttachReactor>(context, table, streams);
+    grpc::CallbackServerContext* context, process::ProcessTable& table, StreamRegistry& streams,
+    std::string identity) {
+  auto reactor = std::make_shared<AttachReactor>(context, table, streams, std::move(identity));
   reactor->self_ = reactor;
   reactor->Start();
   return reactor.get();

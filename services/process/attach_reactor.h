@@ -8,14 +8,18 @@
 
 #include <grpcpp/server_context.h>
 
+#include <string>
+
 #include "services/process/stream_registry.h"
 #include "spindle/process/process_table.h"
 #include "spindle/v1/process.pb.h"
 
 namespace spindle::services {
 
+// `identity`: who the call comes from (caller_identity.h), for a spawn.
 grpc::ServerBidiReactor<v1::AttachRequest, v1::AttachResponse>* StartAttach(
-    grpc::CallbackServerContext* context, process::ProcessTable& table, StreamRegistry& streams);
+    grpc::CallbackServerContext* context, process::ProcessTable& table, StreamRegistry& streams,
+    std::string identity);
 
 }  // namespace spindle::services
 

@@ -6,6 +6,7 @@
 #include "services/metrics/function_collector.h"
 #include "services/process/process_metrics.h"
 #include "services/process/process_service.h"
+#include "services/process/spawn_policy_setup.h"
 #include "spindle/common/status.h"
 #include "spindle/process/process_table.h"
 #include "spindle/process/spawner.h"
@@ -42,11 +43,13 @@ class LateSessionHooks final : public SessionHooks {
 class ProcessCapability final : public Capability {
  public:
   explicit ProcessCapability(CapabilityContext& context)
-      : metrics_(context.registry),
+      : policy_(context.config.spawn_policy),
+        metrics_(context.registry),
         sessions_(context.sessions),
         table_(Options(context.config), process::MakeLinuxSpawner(), context.executor,
                context.timers, &sessions_, &metrics_),
-        service_(table_, context.timers, context.config.max_message_bytes - (64 << 10)) {
+        service_(table_, context.timers, context.config.max_message_bytes - (64 << 10),
+                 context.caller_identity) {
     // Capabilities made after this one (the scheduler's spawn triggers) use the table.
     context.processes = &table_;
   }
@@ -63,8 +66,11 @@ class ProcessCapability final : public Capability {
 
   std::vector<std::shared_ptr<prometheus::Collectable>> Collectors() override {
     process::ProcessTable* table = &table_;
+    std::shared_ptr<process::SpawnPolicy> policy = policy_;
     return {std::make_shared<FunctionCollector>(
-        [table]() { return ProcessMetrics::CollectStates(table->Stats()); })};
+                [table]() { return ProcessMetrics::CollectStates(table->Stats()); }),
+            std::make_shared<FunctionCollector>(
+                [policy]() { return CollectRejections(policy.get()); })};
   }
 
   void BeginShutdown() override { service_.BeginShutdown(); }
@@ -78,9 +84,12 @@ class ProcessCapability final : public Capability {
     int subreaper = 0;
     options.reap_orphans = ::prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0 && subreaper != 0;
     options.allow_run_as = ::geteuid() == 0;
+    options.spawn_policy = config.spawn_policy;
     return options;
   }
 
+  // Shared with the pools (they read it from the config too); counted in spindle_rejections_total.
+  const std::shared_ptr<process::SpawnPolicy> policy_;
   ProcessMetrics metrics_;
   LateSessionHooks sessions_;
   process::ProcessTable table_;

@@ -68,7 +68,7 @@ grpc::ServerUnaryReactor* ProcessServiceImpl::Spawn(grpc::CallbackServerContext*
   }
   auto spec = FromProto(request->spec());
   if (!spec.ok()) return Answer(context, spec.status());
-  auto view = table_.Spawn(*std::move(spec), request->request_id());
+  auto view = table_.Spawn(*std::move(spec), request->request_id(), IdentityOf(*context));
   if (view.ok()) ToProto(*view, response->mutable_process());
   return Answer(context, view.status());
 }
@@ -83,7 +83,7 @@ grpc::ServerUnaryReactor* ProcessServiceImpl::Run(grpc::CallbackServerContext* c
   if (!spec.ok()) return Answer(context, spec.status());
   absl::Status valid = table_.ValidateAndDefault(*spec, /*for_run=*/true, max_run_output_bytes_);
   if (!valid.ok()) return Answer(context, valid);
-  auto started = table_.Spawn(*std::move(spec));
+  auto started = table_.Spawn(*std::move(spec), "", IdentityOf(*context));
   if (!started.ok()) return Answer(context, started.status());
   std::string id = started->id;
   auto* call = new UnaryCall(context);
@@ -298,7 +298,7 @@ grpc::ServerUnaryReactor* ProcessServiceImpl::CloseStdin(grpc::CallbackServerCon
 
 grpc::ServerBidiReactor<v1::AttachRequest, v1::AttachResponse>* ProcessServiceImpl::Attach(
     grpc::CallbackServerContext* context) {
-  return StartAttach(context, table_, streams_);
+  return StartAttach(context, table_, streams_, IdentityOf(*context));
 }
 
 }  // namespace spindle::services

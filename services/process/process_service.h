@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "services/auth/caller_identity.h"
 #include "services/process/stream_registry.h"
 #include "spindle/common/timer.h"
 #include "spindle/process/process_table.h"
@@ -19,9 +20,14 @@ namespace spindle::services {
 class ProcessServiceImpl final : public v1::ProcessService::CallbackService {
  public:
   // `max_run_output_bytes`: how many output bytes one Run response may carry (both streams).
+  // `caller_identity` names who a call comes from, for the spawn policy (empty: certificate or
+  // peer address).
   ProcessServiceImpl(process::ProcessTable& table, TimerService& timers,
-                     int64_t max_run_output_bytes)
-      : table_(table), timers_(timers), max_run_output_bytes_(max_run_output_bytes) {}
+                     int64_t max_run_output_bytes, auth::CallerIdentityFn caller_identity = {})
+      : table_(table),
+        timers_(timers),
+        max_run_output_bytes_(max_run_output_bytes),
+        caller_identity_(std::move(caller_identity)) {}
 
   // Ends follows, watches and attaches with UNAVAILABLE.
   void BeginShutdown() { streams_.StopAll(); }
@@ -65,9 +71,13 @@ class ProcessServiceImpl final : public v1::ProcessService::CallbackService {
       grpc::CallbackServerContext* context) override;
 
  private:
+  std::string IdentityOf(const grpc::ServerContextBase& context) const {
+    return caller_identity_ ? caller_identity_(context) : auth::CallerIdentity(context, nullptr);
+  }
   process::ProcessTable& table_;
   TimerService& timers_;
   const int64_t max_run_output_bytes_;
+  const auth::CallerIdentityFn caller_identity_;
   StreamRegistry streams_;
 };
 

@@ -25,6 +25,9 @@
 #include "spindle/common/timer.h"
 #include "spindle/v1/server.pb.h"
 
+namespace grpc {
+class ServerContextBase;
+}  // namespace grpc
 namespace spindle::coro {
 class Executor;
 }  // namespace spindle::coro
@@ -50,6 +53,10 @@ struct CapabilityContext {
   SessionHooks* sessions = nullptr;
   process::ProcessTable* processes = nullptr;  // Set by the processes capability; null before.
   pool::PoolTable* pools = nullptr;            // Set by the pools capability; null before.
+  // Who a call comes from ("token:ci", "cert:CN=x", "peer:10.0.0.7"; services/auth/
+  // caller_identity.h), for the spawn policy's per-identity limits. Set by the server; empty:
+  // services fall back to certificate or peer address.
+  std::function<std::string(const grpc::ServerContextBase&)> caller_identity;
   // Set by the sessions+locks capability: OK while the grant with `fencing_token` on lock
   // `lock_name` is held, else ABORTED (STALE_FENCING_TOKEN). Callable under other tables' locks.
   // Empty before (and on servers without locks): fenced writes are FENCING_UNAVAILABLE.

@@ -3,9 +3,14 @@
 #define SPINDLE_SERVICES_SERVER_CONFIG_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
+
+namespace spindle::process {
+class SpawnPolicy;
+}  // namespace spindle::process
 
 namespace spindle::services {
 
@@ -60,6 +65,11 @@ struct ServerConfig {
   AuthConfig auth;
   // Allows a non-loopback --listen with neither TLS nor tokens (loud warning in the log).
   bool insecure = false;
+  // What clients may spawn (docs/SECURITY.md "Spawn policy"): the JSON file, empty for none, and
+  // the policy read from it. SpindleServer::Start reads the file when `spawn_policy` is null (a
+  // bad file stops the start); every capability that spawns processes shares the one object.
+  std::string spawn_policy_file;
+  std::shared_ptr<process::SpawnPolicy> spawn_policy;
 };
 
 }  // namespace spindle::services

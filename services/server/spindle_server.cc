@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/auth/caller_identity.h"
 #include "services/auth/credentials.h"
 #include "services/interceptors/errors_interceptor.h"
 #include "services/interceptors/metrics_interceptor.h"
@@ -18,6 +19,7 @@
 #include "services/metrics/process_metrics.h"
 #include "services/pool/pool_capability.h"
 #include "services/process/process_capability.h"
+#include "services/process/spawn_policy_setup.h"
 #include "services/queue/queue_capability.h"
 #include "services/scheduler/scheduler_service.h"
 #include "services/server/capability.h"
@@ -102,7 +104,10 @@ SpindleServer::~SpindleServer() {
 }
 
 absl::StatusOr<std::unique_ptr<SpindleServer>> SpindleServer::Start(const ServerConfig& config) {
-  std::unique_ptr<SpindleServer> server(new SpindleServer(config));
+  // The spawn policy is read once, here: a bad file stops the start (docs/SECURITY.md).
+  ServerConfig loaded = config;
+  SPINDLE_RETURN_IF_ERROR(LoadSpawnPolicy(loaded));
+  std::unique_ptr<SpindleServer> server(new SpindleServer(std::move(loaded)));
   SPINDLE_RETURN_IF_ERROR(server->Init());
   return server;
 }
@@ -154,6 +159,7 @@ absl::Status SpindleServer::Init() {
   // The capabilities, in order: a later one may use what an earlier one put in the context.
   context_ = std::make_unique<CapabilityContext>(
       CapabilityContext{config_, *timers_, *executor_, *registry_, nullptr});
+  context_->caller_identity = auth::MakeCallerIdentity(security.authorizer);
   // ---- capabilities (one line each) ----
   capabilities_.push_back(MakeSyncCapability(*context_));
   capabilities_.push_back(MakeQueueCapability(*context_));

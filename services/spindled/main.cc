@@ -97,6 +97,11 @@ void AddFlags(CLI::App& app, ServerConfig& config, int64_t& grace_ms) {
                "allow a non-loopback --listen with neither TLS nor tokens (anyone who reaches "
                "the port can spawn processes)")
       ->envname("SPINDLE_INSECURE");
+  app.add_option("--spawn-policy", config.spawn_policy_file,
+                 "JSON file of what clients may spawn: executables, run-as users, rlimits, "
+                 "environment, working directories, live processes per client "
+                 "(docs/SECURITY.md); read at start, a bad file stops it")
+      ->envname("SPINDLE_SPAWN_POLICY");
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error or off")
       ->envname("SPINDLE_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
