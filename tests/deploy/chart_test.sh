@@ -65,5 +65,20 @@ run schema_refuses_bad_role refused role "role" --set "auth.tokens[0].name=a" \
 run schema_refuses_short_token refused short "token" --set "auth.tokens[0].name=a" \
   --set "auth.tokens[0].role=admin" --set "auth.tokens[0].token=short"
 run schema_refuses_unknown_value refused unknown "Additional property typo is not allowed" --set service.typo=1
+run spawn_policy_off_by_default sh -c "! grep -q -- '--spawn-policy' '$work/default.yaml'"
+run spawn_policy_flag grep -q -- "--spawn-policy=/etc/spindle/spawn-policy/policy.json" "$work/all.yaml"
+run spawn_policy_configmap grep -q "name: t-spindle-spawn-policy" "$work/all.yaml"
+# The rendered policy is the JSON spindled reads: extracted from the ConfigMap, it must parse and
+# hold the values (numbers as integers, not 4.294967296e+09).
+run spawn_policy_is_json /usr/bin/python3 -c "
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open('$work/all.yaml')) if d]
+cm = [d for d in docs if d['kind'] == 'ConfigMap' and d['metadata']['name'].endswith('-spawn-policy')][0]
+policy = json.loads(cm['data']['policy.json'])
+assert policy['limits']['max']['address_space_bytes'] == 4294967296, policy
+assert '4294967296' in cm['data']['policy.json'], cm['data']['policy.json']
+assert policy['identities']['overrides'] == {'token:ci': 8}, policy
+"
+run schema_refuses_bad_spawn_policy refused spawn_policy "alow" --set "spawnPolicy.executables.alow[0]=/bin/"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
