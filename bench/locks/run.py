@@ -1,14 +1,43 @@
 #!/usr/bin/python3
-"""Lock benchmarks for bench/run: Spindle's locks side by side with Redis and a bare gRPC echo.
+"""Lock benchmarks for bench/run: Spindle's locks side by side with Redis, etcd's lock API,
+Python's multiprocessing.Manager locks and a bare gRPC echo, plus spindled's memory and threads
+with many blocked waiters.
 
     bench/locks/run.py --build-dir DIR [--json FILE] [--quick]
 
-Builds nothing: takes spindled and bench_locks from DIR. Starts spindled (metrics off) and
-redis-server (--save '' --appendonly no) on free loopback ports, then runs every scenario against
-Spindle and its peer alternately in the same run. Prints one JSON object per result:
+Builds nothing: takes spindled and bench_locks from DIR. Starts on free loopback ports:
+  * spindled (metrics off);
+  * redis-server --save '' --appendonly no (no persistence);
+  * etcd 3.4 (Debian's etcd-server), one member, data dir in a fresh temp dir on tmpfs
+    (/dev/shm when it exists, else the system temp dir). etcd 3.4 has no --unsafe-no-fsync (3.5
+    added it); on tmpfs its WAL and bbolt fsyncs return at once, which is what that flag would
+    do, so etcd is measured without waiting for a disk while keeping its defaults otherwise
+    (raft WAL written and committed per request, --snapshot-count 100000). Its client is
+    bench_locks' C++ gRPC client of v3lockpb.Lock/Unlock (generated at build time from the
+    .proto files of golang-etcd-server-dev) with one lease per client, as `etcdctl lock` holds
+    its lock under a session lease;
+  * multiprocessing.Manager: bench/locks/manager_peer.py (a SyncManager serving one
+    threading.Lock per name on 127.0.0.1 TCP, N forked client processes).
+Every comparison runs Spindle (unary Acquire + Release on the same client count, distinct names
+unless contended) and its peer alternately in the same run.
+
+Blocked waiters, twice, each on a fresh spindled: one holder, then bench_locks --mode waiters
+parks 100,000 Acquire(wait=true) waiters on that lock over 64 connections (callback API; bounded
+to 60 s to queue), first as 100,000 unary Acquire calls, then as acquire messages on 64
+LockStreams (about 1,560 pending per stream), and reads the server's VmRSS and Threads
+(/proc/PID/status) idle, at a tenth and with every waiter parked, and spindle_lock_waiters
+(GetStats tables.lock_waiters); then releases the holder, lets the lock pass down the queue for
+3 s, cancels the rest and checks every waiter ended granted or CANCELLED with the server alive
+and no waiter left. The unary run holds about 2 GiB in spindled and as much in bench_locks.
+
+--quick (about 35 s, for CI): Redis, echo and Manager at 16 clients only, the contended
+handoffs, 5,000 blocked waiters (each way) instead of 100,000, and no etcd (starting it and its
+runs would not fit).
+
+Prints one JSON object per result:
 {"group","name","clients","unit","spindle","peer","peer_value","ratio","target","met"}.
 For rates "ratio" is Spindle / peer (higher is better); for latencies it is peer / Spindle (so
-again higher is better). etcd's lock API is not measured (see docs/api/locks.md).
+again higher is better).
 """
 import argparse
 import json
@@ -20,6 +49,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def free_port():
@@ -52,19 +84,73 @@ def stop(proc):
         proc.wait(timeout=5)
 
 
+def run_json(cmd, timeout):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): "
+                           f"{(out.stderr or out.stdout).strip()[:500]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_load(binary, target, address, mode, clients, contended, warmup, duration):
     cmd = [binary, "--target", target, "--address", address, "--mode", mode, "--clients",
            str(clients), "--warmup-s", str(warmup), "--duration-s", str(duration)]
     if contended:
         cmd.append("--contended")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=warmup + duration + 90)
-    if out.returncode != 0 or not out.stdout.strip():
-        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()[:500]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_json(cmd, warmup + duration + 90)
+
+
+def run_manager(clients, contended, warmup, duration):
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "manager_peer.py"), "--clients", str(clients),
+           "--warmup-s", str(warmup), "--duration-s", str(duration)]
+    if contended:
+        cmd.append("--contended")
+    return run_json(cmd, warmup + duration + 90)
+
+
+def start_spindled(spindled, procs):
+    port = free_port()
+    server = subprocess.Popen([spindled, "--listen", f"127.0.0.1:{port}", "--metrics-listen", "",
+                               "--log-level", "warn"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(server)
+    wait_port(port, server)
+    return server, f"127.0.0.1:{port}"
+
+
+def start_etcd(etcd_bin, procs, dirs):
+    """One etcd member on free loopback ports, its data in a new temp dir on tmpfs."""
+    parent = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    workdir = tempfile.mkdtemp(prefix="spindle-bench-etcd-", dir=parent)
+    dirs.append(workdir)
+    cport, pport = free_port(), free_port()
+    client_url, peer_url = f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
+    proc = subprocess.Popen(
+        [etcd_bin, "--name", "bench", "--data-dir", os.path.join(workdir, "data"),
+         "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+         "--initial-cluster", f"bench={peer_url}", "--initial-cluster-state", "new",
+         "--logger", "zap", "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(proc)
+    wait_port(cport, proc)
+    deadline = time.time() + 20
+    while True:  # listening is not yet serving: wait until it has elected itself
+        try:
+            with urllib.request.urlopen(f"{client_url}/health", timeout=1) as r:
+                if json.load(r).get("health") == "true":
+                    break
+        except (OSError, ValueError):
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            raise RuntimeError("etcd did not become healthy in 20 s")
+        time.sleep(0.1)
+    return f"127.0.0.1:{cport}", workdir
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build-dir", required=True)
     parser.add_argument("--json")
     parser.add_argument("--quick", action="store_true")
@@ -76,41 +162,55 @@ def main():
         if not os.access(path, os.X_OK):
             sys.exit(f"locks: {path} is missing; build spindled and bench_locks first")
     redis_bin = shutil.which("redis-server")
+    etcd_bin = shutil.which("etcd")
+    etcd_client = run_json([load, "--features"], 10).get("etcd", False)
     warmup, duration = (0.5, 1.5) if args.quick else (1.0, 4.0)
 
     procs = []
+    dirs = []
     results = []
+    failed = []
+
+    def emit(name, clients, unit, value, peer, peer_value, ratio, target, met):
+        row = {"group": "locks", "name": name, "clients": clients, "unit": unit,
+               "spindle": None if value is None else round(value, 1), "peer": peer,
+               "peer_value": None if peer_value is None else round(peer_value, 1),
+               "ratio": None if ratio is None else round(ratio, 3), "target": target,
+               "met": met}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+
+    def scenario(fn, *a, **kw):
+        """Runs one comparison; a failure is reported and the others still run."""
+        try:
+            fn(*a, **kw)
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as e:
+            failed.append(str(e))
+            print(f"locks: {fn.__name__}{a}: {e}", file=sys.stderr, flush=True)
+
     try:
-        port = free_port()
-        server = subprocess.Popen([spindled, "--listen", f"127.0.0.1:{port}", "--metrics-listen", "",
-                                   "--log-level", "warn"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(server)
-        wait_port(port, server)
-        spindle = f"127.0.0.1:{port}"
+        server, spindle = start_spindled(spindled, procs)
 
         redis = None
         if redis_bin:
             rport = free_port()
             workdir = tempfile.mkdtemp(prefix="spindle-bench-redis-")
+            dirs.append(workdir)
             rproc = subprocess.Popen([redis_bin, "--port", str(rport), "--bind", "127.0.0.1",
                                       "--save", "", "--appendonly", "no", "--dir", workdir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(rproc)
             wait_port(rport, rproc)
             redis = f"127.0.0.1:{rport}"
+        else:
+            print("locks: redis-server not installed (scripts/install-deps --bench); "
+                  "Redis rows have no peer value", file=sys.stderr)
 
-        def emit(name, clients, unit, value, peer, peer_value, ratio, target, met):
-            row = {"group": "locks", "name": name, "clients": clients, "unit": unit,
-                   "spindle": round(value, 1), "peer": peer,
-                   "peer_value": None if peer_value is None else round(peer_value, 1),
-                   "ratio": None if ratio is None else round(ratio, 3), "target": target,
-                   "met": met}
-            results.append(row)
-            print(json.dumps(row), flush=True)
+        def spindle_pairs(clients, contended, mode="unary"):
+            return run_load(load, "spindle", spindle, mode, clients, contended, warmup, duration)
 
         def vs_redis(name, mode, clients, contended, target=None, check=None, latency=True):
-            s = run_load(load, "spindle", spindle, mode, clients, contended, warmup, duration)
+            s = spindle_pairs(clients, contended, mode)
             r = run_load(load, "redis", redis, "setnx", clients, contended, warmup, duration) \
                 if redis else None
             ratio = s["rate"] / r["rate"] if r and r["rate"] else None
@@ -122,36 +222,136 @@ def main():
                     lr = r[f"{p}_us"] / s[f"{p}_us"] if r and s[f"{p}_us"] else None
                     emit(f"{name} ({mode}): {p} acquire latency", clients, "us", s[f"{p}_us"],
                          "redis SET NX PX", r[f"{p}_us"] if r else None, lr, None, None)
-            return s
 
         def vs_echo(name, mode, clients, target, check):
-            s = run_load(load, "spindle", spindle, mode, clients, False, warmup, duration)
+            s = spindle_pairs(clients, False, mode)
             e = run_load(load, "spindle", spindle, "echo", clients, False, warmup, duration)
             ratio = s["rate"] / e["rate"] if e["rate"] else None
             emit(f"{name} ({mode})", clients, "pairs/s", s["rate"], "bare gRPC echo (2 x GetLimits)",
                  e["rate"], ratio, target, None if ratio is None else check(ratio))
 
-        plan = [1, 16, 32] if not args.quick else [1, 32]
+        def vs_manager(clients):
+            s = spindle_pairs(clients, False)
+            m = run_manager(clients, False, warmup, duration)
+            ratio = s["rate"] / m["rate"] if m["rate"] else None
+            emit("uncontended acquire+release vs Manager (unary)", clients, "pairs/s", s["rate"],
+                 "multiprocessing.Manager Lock (TCP)", m["rate"], ratio, "ratio >= 1.5",
+                 None if ratio is None else ratio >= 1.5)
+            for p in ("p50", "p99"):
+                lr = m[f"{p}_us"] / s[f"{p}_us"] if s[f"{p}_us"] else None
+                emit(f"uncontended vs Manager: {p} acquire latency", clients, "us", s[f"{p}_us"],
+                     "multiprocessing.Manager Lock", m[f"{p}_us"], lr, None, None)
+
+        def vs_etcd(etcd, clients, contended):
+            s = spindle_pairs(clients, contended)
+            e = run_load(load, "etcd", etcd, "lock", clients, contended, warmup, duration)
+            ratio = s["rate"] / e["rate"] if e["rate"] else None
+            need = 20 if contended else 4
+            what = "contended handoffs, one lock" if contended else "uncontended acquire+release"
+            emit(f"{what} vs etcd (unary)", clients, "handoffs/s" if contended else "pairs/s",
+                 s["rate"], "etcd v3lock Lock + Unlock", e["rate"], ratio, f"ratio >= {need}",
+                 None if ratio is None else ratio >= need)
+            for p in ("p50", "p99"):
+                lr = e[f"{p}_us"] / s[f"{p}_us"] if s[f"{p}_us"] else None
+                emit(f"{what} vs etcd: {p} acquire latency", clients, "us", s[f"{p}_us"],
+                     "etcd v3lock Lock", e[f"{p}_us"], lr, None, None)
+
+        def waiters(count, via, grant_s):
+            # A fresh server, so "idle" is idle and earlier runs' tables do not count.
+            wserver, waddress = start_spindled(spindled, procs)
+            try:
+                w = run_json([load, "--target", "spindle", "--address", waddress, "--mode",
+                              "waiters", "--via", via, "--waiters", str(count), "--channels", "64",
+                              "--server-pid", str(wserver.pid), "--queue-s", "60",
+                              "--grant-s", str(grant_s)], 60 + grant_s + 120 + 30 + 60)
+            finally:
+                crashed = wserver.poll() is not None
+                stop(wserver)
+            print(f"locks: waiters: {json.dumps(w)}", file=sys.stderr, flush=True)
+            parked = w["parked"]
+            shape = "unary Acquire calls" if via == "unary" else "acquires on 64 LockStreams"
+            label = (f"{parked:,} blocked waiters as {shape}"
+                     + ("" if parked >= count else f" (of {count:,} asked)"))
+            rss_mib = w["rss_kib"] / 1024
+            emit(f"{label}: spindled RSS", parked, "MiB", rss_mib, "idle spindled",
+                 w["idle_rss_kib"] / 1024, None, "< 256 MiB", parked >= count and rss_mib < 256)
+            emit(f"{label}: RSS per waiter", parked, "bytes", w["bytes_per_waiter"], None, None,
+                 None, None, None)
+            grew = w["threads"] - w["tenth_threads"] if w["tenth_threads"] > 0 else None
+            emit(f"{label}: spindled threads (peer: at a tenth of them)", parked, "threads",
+                 w["threads"], f"spindled with {w['tenth_parked']:,} waiters", w["tenth_threads"],
+                 None, f"threads do not grow with waiters (idle {w['idle_threads']})",
+                 grew is not None and grew <= 2)
+            emit(f"{label}: handoffs down the queue", parked, "handoffs/s",
+                 w["handoffs"] / w["handoff_seconds"] if w["handoff_seconds"] else 0, None, None,
+                 None, None, None)
+            clean = (w["failed"] == 0 and w["drained"] and w["closed"] and w["server_alive"]
+                     and not crashed and w["waiters_after"] == 0
+                     and w["granted"] + w["cancelled"] == w["started"])
+            emit(f"{label}: ended granted ({w['granted']:,}) or cancelled ({w['cancelled']:,} "
+                 f"in {w['cancel_seconds']:.1f} s)", parked, "calls",
+                 w["granted"] + w["cancelled"], None, None, None,
+                 "every waiter granted or CANCELLED; server alive; 0 waiters left", clean)
+            if w["failed"]:
+                print(f"locks: waiters: {w['failed']} failed, first: {w['first_error']}",
+                      file=sys.stderr)
+
+        plan = [1, 16, 32] if not args.quick else [16]
         for clients in plan:
             target = "ratio >= 0.5 (at 16)" if clients == 16 else None
             check = (lambda r: r >= 0.5) if clients == 16 else None
-            vs_redis("uncontended acquire+release", "unary", clients, False, target, check)
-            vs_redis("uncontended acquire+release", "stream", clients, False, target, check,
-                     latency=False)
+            scenario(vs_redis, "uncontended acquire+release", "unary", clients, False, target,
+                     check)
+            scenario(vs_redis, "uncontended acquire+release", "stream", clients, False, target,
+                     check, latency=False)
         for clients in ([1, 16] if not args.quick else [16]):
-            vs_echo("uncontended acquire+release vs echo", "unary", clients,
-                    "ratio >= 0.8 (within 1.25x)", lambda r: r >= 0.8)
-        vs_redis("contended handoffs, one lock", "unary", 32, True)
-        vs_redis("contended handoffs, one lock", "stream", 32, True, latency=False)
+            scenario(vs_echo, "uncontended acquire+release vs echo", "unary", clients,
+                     "ratio >= 0.8 (within 1.25x)", lambda r: r >= 0.8)
+        for clients in ([1, 16] if not args.quick else [16]):
+            scenario(vs_manager, clients)
+        scenario(vs_redis, "contended handoffs, one lock", "unary", 32, True)
+        scenario(vs_redis, "contended handoffs, one lock", "stream", 32, True, latency=False)
+
+        if args.quick:
+            print("locks: --quick: etcd skipped", file=sys.stderr)
+        elif not etcd_bin:
+            print("locks: etcd not installed (scripts/install-deps --bench); etcd skipped",
+                  file=sys.stderr)
+        elif not etcd_client:
+            print("locks: bench_locks was built without etcd's protos (golang-etcd-server-dev, "
+                  "scripts/install-deps --bench); etcd skipped", file=sys.stderr)
+        else:
+            try:
+                etcd, _ = start_etcd(etcd_bin, procs, dirs)
+            except RuntimeError as e:
+                etcd = None
+                failed.append(str(e))
+                print(f"locks: etcd: {e}", file=sys.stderr)
+            if etcd:
+                for clients in (1, 16):
+                    scenario(vs_etcd, etcd, clients, False)
+                scenario(vs_etcd, etcd, 32, True)
+                stop(procs.pop())
+
+        if server.poll() is not None:
+            failed.append(f"spindled exited with {server.returncode}")
+        for via in ("unary", "stream"):
+            scenario(waiters, 5000 if args.quick else 100_000, via, 1 if args.quick else 3)
     finally:
         for proc in reversed(procs):
             stop(proc)
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
     if args.json:
         with open(args.json, "w") as f:
             for row in results:
                 f.write(json.dumps(row) + "\n")
+    if failed:
+        print(f"locks: {len(failed)} scenario(s) failed", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
