@@ -525,6 +525,49 @@ TEST_F(ProcessServiceTest, AttachSpawnsStreamsStdinAndEndsWithExit) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST_F(ProcessServiceTest, PtyGivesATerminalOfTheAskedSizeAndResizeReachesIt) {
+  auto context = Context();
+  auto stream = stub_->Attach(context.get());
+  v1::AttachRequest open;
+  // Prints the terminal's size, waits for a line, prints the size again.
+  *open.mutable_open()->mutable_spawn() =
+      Spec({"/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo tty=yes; stty size; read x; stty size"});
+  open.mutable_open()->mutable_spawn()->set_stdin_mode(v1::PROCESS_STDIN_MODE_PIPE);
+  open.mutable_open()->mutable_spawn()->mutable_pty()->set_rows(33);
+  open.mutable_open()->mutable_spawn()->mutable_pty()->set_cols(101);
+  open.mutable_open()->set_attach_stdin(true);
+  ASSERT_TRUE(stream->Write(open));
+  v1::AttachResponse got;
+  ASSERT_TRUE(stream->Read(&got));
+  ASSERT_TRUE(got.has_started());
+  std::string output;
+  // Reads output until `want` shows up (bounded by the call's deadline).
+  auto read_until = [&](const std::string& want) {
+    while (output.find(want) == std::string::npos) {
+      if (!stream->Read(&got)) return false;
+      if (got.has_chunk()) output += got.chunk().data();
+      if (got.has_exited()) return output.find(want) != std::string::npos;
+    }
+    return true;
+  };
+  ASSERT_TRUE(read_until("33 101")) << output;
+  EXPECT_THAT(output, HasSubstr("tty=yes"));
+  v1::AttachRequest resize;
+  resize.mutable_resize()->set_rows(40);
+  resize.mutable_resize()->set_cols(120);
+  ASSERT_TRUE(stream->Write(resize));
+  v1::AttachRequest line;
+  line.set_stdin_data("go\n");
+  ASSERT_TRUE(stream->Write(line));
+  ASSERT_TRUE(read_until("40 120")) << output;
+  while (!got.has_exited() && stream->Read(&got)) {
+  }
+  ASSERT_TRUE(got.has_exited());
+  EXPECT_EQ(got.exited().exit().exit_code(), 0);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 TEST_F(ProcessServiceTest, ListPagesAndDeleteForgets) {
   for (int i = 0; i < 3; ++i) {
     v1::ProcessSpec spec = Spec({"/bin/true"});
