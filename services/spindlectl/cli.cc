@@ -89,6 +89,20 @@ std::unique_ptr<grpc::ClientContext> Cli::Context() const {
   return context;
 }
 
+std::unique_ptr<grpc::ClientContext> Cli::WaitContext(int64_t bound_ms) const {
+  if (options_.timeout_given) {
+    return Context();
+  }
+  auto context = Context();
+  if (bound_ms > 0) {
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::milliseconds(bound_ms + options_.timeout_ms));
+  } else {
+    context->set_deadline(std::chrono::system_clock::time_point::max());
+  }
+  return context;
+}
+
 std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.always_print_primitive_fields = true;

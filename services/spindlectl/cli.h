@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -36,6 +37,7 @@ struct GlobalOptions {
   std::string address = "127.0.0.1:50051";
   bool json = false;
   int64_t timeout_ms = 10000;
+  bool timeout_given = false;  // --timeout-ms or SPINDLE_TIMEOUT_MS was set (see WaitContext)
 };
 
 // How the channel is secured and the calls authenticated (--tls-ca, --token, ...).
@@ -56,8 +58,14 @@ class Cli {
   const GlobalOptions& options() const { return options_; }
   SecurityOptions& security() { return security_; }
   std::shared_ptr<grpc::Channel> channel();
-  // A context with the --timeout-ms deadline (0: none).
+  // A context with the --timeout-ms deadline (0: none) and the credentials.
   std::unique_ptr<grpc::ClientContext> Context() const;
+  // A context for a call that rightly lasts long: a wait bounded on the server by `bound_ms`
+  // (0: unbounded), a follow, a watch, a stream of work. When --timeout-ms was given it is the
+  // deadline, as for every call; otherwise the deadline is `bound_ms` plus the default timeout,
+  // or none for an unbounded wait (it ends on the server's terms or on Ctrl-C). With the
+  // credentials.
+  std::unique_ptr<grpc::ClientContext> WaitContext(int64_t bound_ms) const;
 
   // Prints `message` as JSON (with --json) or via `human` otherwise; returns kOk.
   int Print(const google::protobuf::Message& message,

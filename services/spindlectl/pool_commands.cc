@@ -87,7 +87,7 @@ int Create(Cli& cli, const std::string& name, const std::string& kind, int size,
   request.set_name(name);
   v1::PoolKind k = v1::POOL_KIND_UNSPECIFIED;
   if (!v1::PoolKind_Parse("POOL_KIND_" + Upper(kind), &k)) {
-    std::fprintf(stderr, "error: --kind must be command, worker or thread, not '%s'\n",
+    std::fprintf(stderr, "spindlectl: --kind '%s' is not command, worker or thread\n",
                  kind.c_str());
     return kUsage;
   }
@@ -165,7 +165,7 @@ int WaitAndPrint(Cli& cli, const std::string& task_id) {
   v1::WaitTaskRequest request;
   request.set_task_id(task_id);
   v1::WaitTaskResponse response;
-  auto context = cli.Context();
+  auto context = cli.WaitContext(0);  // as long as the task runs, unless --timeout-ms
   grpc::Status status = stub->WaitTask(context.get(), request, &response);
   if (!status.ok()) return cli.Fail(status);
   cli.Print(response, [&](const google::protobuf::Message&) { PrintTask(response.task()); });
@@ -182,8 +182,8 @@ int Submit(Cli& cli, const std::string& pool, const WorkOptions& work, int prior
   request.set_pool(pool);
   if (!FillWork(*kind, work, "", false, request.mutable_task())) {
     std::fprintf(stderr,
-                 "error: give the work: --payload (worker pools), --call (thread pools) or a "
-                 "command after -- (command pools)\n");
+                 "spindlectl: give the work: --payload (worker pools), --call (thread pools) or "
+                 "a command after -- (command pools)\n");
     return kUsage;
   }
   request.mutable_task()->set_priority(priority);
@@ -204,9 +204,16 @@ int Map(Cli& cli, const std::string& pool, const WorkOptions& work, bool unorder
   grpc::Status status;
   auto kind = KindOf(cli, pool, &status);
   if (!kind.ok()) return cli.Fail(status);
+  {
+    v1::TaskSpec probe;
+    if (!FillWork(*kind, work, "", true, &probe)) {
+      std::fprintf(stderr, "spindlectl: --call FUNCTION is required for thread pools\n");
+      return kUsage;
+    }
+  }
   auto stub = v1::PoolService::NewStub(cli.channel());
-  grpc::ClientContext context;  // No deadline: a map runs as long as its input.
-  auto stream = stub->Map(&context);
+  auto context = cli.WaitContext(0);  // a map runs as long as its input, unless --timeout-ms
+  auto stream = stub->Map(context.get());
   v1::MapRequest first;
   first.mutable_start()->set_pool(pool);
   first.mutable_start()->set_order(unordered ? v1::POOL_MAP_ORDER_UNORDERED
@@ -267,7 +274,7 @@ int Map(Cli& cli, const std::string& pool, const WorkOptions& work, bool unorder
   status = stream->Finish();
   std::fprintf(stderr, "\n");
   if (bad_work) {
-    std::fprintf(stderr, "error: thread pools need --call FUNCTION\n");
+    std::fprintf(stderr, "spindlectl: --call FUNCTION is required for thread pools\n");
     return kUsage;
   }
   if (!status.ok()) return cli.Fail(status);
@@ -302,15 +309,18 @@ int Status(Cli& cli, const std::string& pool) {
   });
 }
 
-int Watch(Cli& cli, const std::string& pool, int64_t after) {
+int Watch(Cli& cli, const std::string& pool, int64_t after, int64_t count) {
   auto stub = v1::PoolService::NewStub(cli.channel());
   v1::WatchTasksRequest request;
   request.set_pool(pool);
   request.set_after_sequence(after);
-  grpc::ClientContext context;
-  auto reader = stub->WatchTasks(&context, request);
+  // Runs until the pool is deleted, --count events came or --timeout-ms (if given) passed.
+  auto context = cli.WaitContext(0);
+  auto reader = stub->WatchTasks(context.get(), request);
   v1::WatchTasksResponse event;
-  while (reader->Read(&event)) {
+  int64_t seen = 0;
+  while ((count == 0 || seen < count) && reader->Read(&event)) {
+    ++seen;
     const auto& e = event.event();
     if (cli.options().json) {
       std::printf("%s\n", ToJson(event).c_str());
@@ -324,8 +334,31 @@ int Watch(Cli& cli, const std::string& pool, int64_t after) {
     }
     std::fflush(stdout);
   }
+  if (count > 0 && seen >= count) {
+    context->TryCancel();
+    reader->Finish();
+    return kOk;
+  }
   grpc::Status status = reader->Finish();
   return status.ok() ? kOk : cli.Fail(status);
+}
+
+int Join(Cli& cli, const std::string& pool, int64_t max_wait_ms) {
+  auto stub = v1::PoolService::NewStub(cli.channel());
+  v1::JoinPoolRequest request;
+  request.set_name(pool);
+  request.set_max_wait_ms(max_wait_ms);
+  v1::JoinPoolResponse response;
+  auto context = cli.WaitContext(max_wait_ms);
+  grpc::Status status = stub->JoinPool(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  cli.Print(response, [&](const google::protobuf::Message&) { PrintPool(response.pool()); });
+  if (!response.joined()) {
+    std::fprintf(stderr, "spindlectl: pool '%s' not finished when --max-wait-ms ran out\n",
+                 pool.c_str());
+    return kTimeout;
+  }
+  return kOk;
 }
 
 int Tasks(Cli& cli, const std::string& pool, const std::vector<std::string>& states) {
@@ -335,7 +368,7 @@ int Tasks(Cli& cli, const std::string& pool, const std::vector<std::string>& sta
   for (const auto& s : states) {
     v1::TaskState state;
     if (!v1::TaskState_Parse("TASK_STATE_" + Upper(s), &state)) {
-      std::fprintf(stderr, "error: unknown --state '%s'\n", s.c_str());
+      std::fprintf(stderr, "spindlectl: --state '%s' is not a task state\n", s.c_str());
       return kUsage;
     }
     request.add_states(state);
@@ -354,12 +387,14 @@ int Tasks(Cli& cli, const std::string& pool, const std::vector<std::string>& sta
   });
 }
 
+// One unary call, printed. `wait_bound_ms`: for a call that waits on the server (see
+// Cli::WaitContext); -1 for one that does not.
 template <typename Request, typename Response, typename Method>
 int Simple(Cli& cli, Request request, Method method,
-           const std::function<void(const Response&)>& human) {
+           const std::function<void(const Response&)>& human, int64_t wait_bound_ms = -1) {
   auto stub = v1::PoolService::NewStub(cli.channel());
   Response response;
-  auto context = cli.Context();
+  auto context = wait_bound_ms >= 0 ? cli.WaitContext(wait_bound_ms) : cli.Context();
   grpc::Status status = ((*stub).*method)(context.get(), request, &response);
   if (!status.ok()) return cli.Fail(status);
   return cli.Print(response, [&](const google::protobuf::Message&) { human(response); });
@@ -447,10 +482,13 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
   {
     auto name = std::make_shared<std::string>();
     auto after = std::make_shared<int64_t>(0);
+    auto count = std::make_shared<int64_t>(0);
     auto* c = pool->add_subcommand("watch", "follow a pool's task events");
     c->add_option("pool", *name, "pool name")->required();
     c->add_option("--after", *after, "replay events after this sequence");
-    c->callback([&cli, exit_code, name, after] { *exit_code = Watch(cli, *name, *after); });
+    c->add_option("--count", *count, "stop after this many events (0: until the pool is deleted)");
+    c->callback(
+        [&cli, exit_code, name, after, count] { *exit_code = Watch(cli, *name, *after, *count); });
   }
   {
     auto name = std::make_shared<std::string>();
@@ -470,16 +508,7 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
     auto* c = pool->add_subcommand("join", "wait until a closed pool finished every task");
     c->add_option("pool", *name, "pool name")->required();
     c->add_option("--max-wait-ms", *max_wait, "give up after this long (exit 4)");
-    c->callback([&cli, exit_code, name, max_wait] {
-      v1::JoinPoolRequest request;
-      request.set_name(*name);
-      request.set_max_wait_ms(*max_wait);
-      bool joined = false;
-      *exit_code = Simple<v1::JoinPoolRequest, v1::JoinPoolResponse>(
-          cli, request, &v1::PoolService::Stub::JoinPool,
-          [&](const v1::JoinPoolResponse& r) { PrintPool(r.pool()); });
-      (void)joined;
-    });
+    c->callback([&cli, exit_code, name, max_wait] { *exit_code = Join(cli, *name, *max_wait); });
   }
   {
     auto name = std::make_shared<std::string>();
@@ -494,7 +523,7 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
       request.set_wait(true);
       *exit_code = Simple<v1::TerminatePoolRequest, v1::TerminatePoolResponse>(
           cli, request, &v1::PoolService::Stub::TerminatePool,
-          [](const v1::TerminatePoolResponse& r) { PrintPool(r.pool()); });
+          [](const v1::TerminatePoolResponse& r) { PrintPool(r.pool()); }, /*wait_bound_ms=*/0);
     });
   }
   {
@@ -548,7 +577,7 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
       request.set_wait(true);
       *exit_code = Simple<v1::CancelTaskRequest, v1::CancelTaskResponse>(
           cli, request, &v1::PoolService::Stub::CancelTask,
-          [](const v1::CancelTaskResponse& r) { PrintTask(r.task()); });
+          [](const v1::CancelTaskResponse& r) { PrintTask(r.task()); }, /*wait_bound_ms=*/0);
     });
   }
 }

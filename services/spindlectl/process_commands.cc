@@ -207,7 +207,7 @@ int Wait(Cli& cli, const std::string& id, int64_t max_wait_ms, bool running) {
   request.set_max_wait_ms(max_wait_ms);
   if (running) request.set_until(v1::PROCESS_WAIT_CONDITION_RUNNING);
   v1::WaitProcessResponse response;
-  auto context = cli.Context();
+  auto context = cli.WaitContext(max_wait_ms);
   grpc::Status status = stub->WaitProcess(context.get(), request, &response);
   if (!status.ok()) return cli.Fail(status);
   cli.Print(response, [&](const google::protobuf::Message&) {
@@ -226,7 +226,7 @@ int Kill(Cli& cli, const std::string& id, const std::string& signal, const std::
     if (grace_ms >= 0) request.set_grace_ms(grace_ms);
     request.set_wait(wait);
     v1::TerminateProcessResponse response;
-    auto context = cli.Context();
+    auto context = wait ? cli.WaitContext(0) : cli.Context();
     grpc::Status status = stub->TerminateProcess(context.get(), request, &response);
     if (!status.ok()) return cli.Fail(status);
     return cli.Print(response, [&](const google::protobuf::Message&) {
@@ -270,9 +270,7 @@ int Logs(Cli& cli, const std::string& id, bool follow, const std::string& stream
     return kUsage;
   }
   // A follow runs until the process is final: no deadline unless --timeout-ms was given.
-  std::unique_ptr<grpc::ClientContext> context = follow && cli.options().timeout_ms == 10000
-                                                     ? std::make_unique<grpc::ClientContext>()
-                                                     : cli.Context();
+  auto context = follow ? cli.WaitContext(0) : cli.Context();
   auto reader = stub->ReadOutput(context.get(), request);
   v1::ReadOutputResponse message;
   while (reader->Read(&message)) {
@@ -293,8 +291,9 @@ int Logs(Cli& cli, const std::string& id, bool follow, const std::string& stream
 
 int Attach(Cli& cli, const std::string& id, const SpecFlags& flags, bool interactive) {
   auto stub = v1::ProcessService::NewStub(cli.channel());
-  grpc::ClientContext context;
-  auto stream = stub->Attach(&context);
+  // Runs as long as the process: no deadline unless --timeout-ms was given.
+  auto context = cli.WaitContext(0);
+  auto stream = stub->Attach(context.get());
   v1::AttachRequest open;
   if (!id.empty()) {
     open.mutable_open()->set_process_id(id);
@@ -334,9 +333,10 @@ int Attach(Cli& cli, const std::string& id, const SpecFlags& flags, bool interac
     if (message.has_exited()) code = ProcessExitCode(message.exited());
   }
   grpc::Status status = stream->Finish();
-  if (!status.ok()) return cli.Fail(status);
+  if (!status.ok()) code = cli.Fail(status);
   std::fflush(stdout);
-  std::_Exit(code);  // The stdin thread may sit in read(0).
+  std::fflush(stderr);
+  std::_Exit(code);  // The stdin thread may sit in read(0) and uses `stream`.
 }
 
 }  // namespace

@@ -15,6 +15,8 @@
 namespace spindle::cli {
 namespace {
 
+constexpr size_t kMaxBatch = 1000;  // items in one PutItems call
+
 struct QueueArgs {
   std::string name;
   std::vector<std::string> values;  // payloads or receipts
@@ -46,13 +48,14 @@ struct QueueArgs {
   bool if_empty = false;
 };
 
-// "k=v" pairs into a map; false on a malformed one.
-bool ParsePairs(const std::vector<std::string>& pairs,
+// "k=v" pairs given with `flag` into a map; false (and a message naming the flag) on a malformed
+// one.
+bool ParsePairs(const char* flag, const std::vector<std::string>& pairs,
                 google::protobuf::Map<std::string, std::string>* out) {
   for (const auto& pair : pairs) {
     auto eq = pair.find('=');
     if (eq == std::string::npos || eq == 0) {
-      std::fprintf(stderr, "spindlectl: '%s' is not key=value\n", pair.c_str());
+      std::fprintf(stderr, "spindlectl: %s '%s' is not key=value\n", flag, pair.c_str());
       return false;
     }
     (*out)[pair.substr(0, eq)] = pair.substr(eq + 1);
@@ -105,7 +108,7 @@ int Create(Cli& cli, const QueueArgs& a) {
   config->set_visibility_timeout_ms(a.visibility_timeout_ms);
   config->set_max_deliveries(a.max_deliveries);
   config->set_dead_letter_queue(a.dead_letter_queue);
-  if (!ParsePairs(a.labels, request.mutable_labels())) {
+  if (!ParsePairs("--label", a.labels, request.mutable_labels())) {
     return kUsage;
   }
   request.set_request_id(a.request_id);
@@ -132,19 +135,25 @@ int Put(Cli& cli, const QueueArgs& a) {
   if (payloads.size() == 1 && payloads[0] == "-") {
     payloads.clear();
     std::string line;
-    while (std::getline(std::cin, line) && payloads.size() < 1000) {
+    while (std::getline(std::cin, line)) {
       payloads.push_back(line);
     }
+  }
+  // One put is one all-or-nothing batch: refuse what the server would, rather than cut it.
+  if (payloads.empty() || payloads.size() > kMaxBatch) {
+    std::fprintf(stderr, "spindlectl: payloads: %zu items; one put takes 1..%zu\n", payloads.size(),
+                 kMaxBatch);
+    return kUsage;
   }
   for (const auto& payload : payloads) {
     auto* item = request.add_items();
     item->set_payload(payload);
-    if (!ParsePairs(a.headers, item->mutable_headers())) {
+    if (!ParsePairs("--header", a.headers, item->mutable_headers())) {
       return kUsage;
     }
   }
   v1::PutItemsResponse response;
-  auto context = cli.Context();
+  auto context = a.wait ? cli.WaitContext(a.max_wait_ms) : cli.Context();
   grpc::Status status = stub->PutItems(context.get(), request, &response);
   if (!status.ok()) {
     return cli.Fail(status);
@@ -171,16 +180,23 @@ int Get(Cli& cli, const QueueArgs& a) {
   request.set_max_wait_ms(a.max_wait_ms);
   request.set_request_id(a.request_id);
   v1::GetItemsResponse response;
-  auto context = cli.Context();
+  auto context = a.wait ? cli.WaitContext(a.max_wait_ms) : cli.Context();
   grpc::Status status = stub->GetItems(context.get(), request, &response);
   if (!status.ok()) {
     return cli.Fail(status);
   }
-  return cli.Print(response, [&](const google::protobuf::Message&) {
+  cli.Print(response, [&](const google::protobuf::Message&) {
     for (const auto& item : response.items()) {
       PrintItem(item);
     }
+    if (response.items().empty()) {
+      std::fprintf(stderr, "spindlectl: no item in queue '%s' %s\n", a.name.c_str(),
+                   a.wait ? "before --max-wait-ms ran out" : "(empty; --wait waits for one)");
+    }
   });
+  // Nothing within the wait (none without --wait) is a timeout, so `while spindlectl queue get`
+  // loops end on an empty queue.
+  return response.items().empty() ? kTimeout : kOk;
 }
 
 int Settle(Cli& cli, const QueueArgs& a, bool ack) {
@@ -211,7 +227,6 @@ int Settle(Cli& cli, const QueueArgs& a, bool ack) {
   if (!status.ok()) {
     return cli.Fail(status);
   }
-  int failed = 0;
   int code = cli.Print(*response, [&](const google::protobuf::Message&) {
     for (const auto& result : results) {
       if (result.status().code() == 0) {
@@ -221,15 +236,19 @@ int Settle(Cli& cli, const QueueArgs& a, bool ack) {
       }
     }
   });
+  // The exit code of the first receipt that failed: 3 unknown receipt, 6 its lease expired.
   for (const auto& result : results) {
-    failed += result.status().code() != 0;
+    if (result.status().code() != 0) {
+      return ExitCodeFor(static_cast<grpc::StatusCode>(result.status().code()));
+    }
   }
-  return failed > 0 ? kConflict : code;
+  return code;
 }
 
 int Consume(Cli& cli, const QueueArgs& a) {
   auto stub = v1::QueueService::NewStub(cli.channel());
-  auto context = cli.Context();
+  // Runs until the queue is drained or --count items came: no deadline unless --timeout-ms.
+  auto context = cli.WaitContext(0);
   auto stream = stub->Consume(context.get());
   v1::ConsumeRequest start;
   start.mutable_start()->set_queue(a.name);
@@ -316,7 +335,7 @@ int List(Cli& cli, const QueueArgs& a) {
   request.set_prefix(a.prefix);
   request.set_page_size(a.page_size);
   request.set_page_token(a.page_token);
-  if (!ParsePairs(a.labels, request.mutable_labels())) {
+  if (!ParsePairs("--label", a.labels, request.mutable_labels())) {
     return kUsage;
   }
   v1::ListQueuesResponse response;
@@ -424,7 +443,9 @@ void AddQueueCommands(CLI::App& app, Cli& cli, int* exit_code) {
   get->add_option("-n,--max", a->max, "most items to get")->capture_default_str();
   get->add_flag("--lease", a->lease, "lease the items (ack them with 'queue ack')");
   get->add_option("--visibility-timeout-ms", a->visibility_timeout_ms, "lease length, ms");
-  get->add_flag("--wait", a->wait, "wait for an item when the queue is empty");
+  get->add_flag("--wait,!--no-wait", a->wait,
+                "wait for an item when the queue is empty (default --no-wait: answer at once; "
+                "no item exits 4)");
   get->add_option("--max-wait-ms", a->max_wait_ms, "with --wait: give up after this, ms");
   get->add_option("--request-id", a->request_id, "idempotency key");
   get->callback(run(&Get));

@@ -10,6 +10,7 @@
 // Human output: fetch prints one line per URL as it completes ("index status bytes ms url" or
 // the error), then the totals; trigger commands print the trigger or run in short lines.
 // --json prints each response message as one JSON line.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -112,7 +113,8 @@ int Sleep(Cli& cli, const SchedulerArgs& a) {
   v1::SleepRequest request;
   request.set_duration_ms(a.duration_ms);
   v1::SleepResponse response;
-  auto context = cli.Context();
+  // The deadline covers the sleep (a duration over the default timeout is no error).
+  auto context = cli.WaitContext(std::max<int64_t>(a.duration_ms, 1));
   grpc::Status status = stub->Sleep(context.get(), request, &response);
   if (!status.ok()) return cli.Fail(status);
   return cli.Print(response, [&](const google::protobuf::Message&) {
@@ -133,7 +135,8 @@ int Fetch(Cli& cli, const SchedulerArgs& a) {
     if (!ParseHeader(header, request.add_headers())) return kUsage;
   }
   request.set_decompress(a.decompress);
-  auto context = cli.Context();
+  // Bounded by the per-URL timeouts on the server: no deadline unless --timeout-ms was given.
+  auto context = cli.WaitContext(0);
   auto reader = stub->FetchUrls(context.get(), request);
   v1::FetchUrlsResponse message;
   int failed = 0;
@@ -349,7 +352,8 @@ int Watch(Cli& cli, const SchedulerArgs& a) {
   request.set_name(a.name);
   request.set_label_selector(a.selector);
   request.set_final_only(a.final_only);
-  auto context = cli.Context();
+  // Runs until cancelled or --count runs came: no deadline unless --timeout-ms was given.
+  auto context = cli.WaitContext(0);
   auto reader = stub->WatchTriggerRuns(context.get(), request);
   v1::WatchTriggerRunsResponse message;
   int64_t seen = 0;

@@ -1,5 +1,6 @@
 // spindlectl health | info | limits | stats
 #include <cstdio>
+#include <string>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/spindlectl/cli.h"
@@ -7,6 +8,52 @@
 
 namespace spindle::cli {
 namespace {
+
+// The value of a singular scalar field as text; empty for a message or repeated field. Fields of
+// any scalar type print, so a field added to the proto never aborts the human output.
+std::string FieldText(const google::protobuf::Message& m,
+                      const google::protobuf::FieldDescriptor* field) {
+  using google::protobuf::FieldDescriptor;
+  const auto* r = m.GetReflection();
+  if (field->is_repeated()) {
+    return "";
+  }
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+      return std::to_string(r->GetInt32(m, field));
+    case FieldDescriptor::CPPTYPE_INT64:
+      return std::to_string(r->GetInt64(m, field));
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return std::to_string(r->GetUInt32(m, field));
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return std::to_string(r->GetUInt64(m, field));
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      return std::to_string(r->GetDouble(m, field));
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return std::to_string(r->GetFloat(m, field));
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return r->GetBool(m, field) ? "true" : "false";
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return r->GetEnum(m, field)->name();
+    case FieldDescriptor::CPPTYPE_STRING:
+      return r->GetString(m, field);
+    default:
+      return "";
+  }
+}
+
+// Prints every scalar field of `m`, one per line, names prefixed by `prefix`.
+void PrintFields(const google::protobuf::Message& m, const std::string& prefix, int width) {
+  const auto* descriptor = m.GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const auto* field = descriptor->field(i);
+    if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE ||
+        field->is_repeated()) {
+      continue;
+    }
+    std::printf("%-*s %s\n", width, (prefix + field->name()).c_str(), FieldText(m, field).c_str());
+  }
+}
 
 int Health(Cli& cli, const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(cli.channel());
@@ -58,15 +105,8 @@ int Limits(Cli& cli) {
   if (!status.ok()) {
     return cli.Fail(status);
   }
-  return cli.Print(response, [&](const google::protobuf::Message&) {
-    const auto* descriptor = response.GetDescriptor();
-    const auto* reflection = response.GetReflection();
-    for (int i = 0; i < descriptor->field_count(); ++i) {
-      const auto* field = descriptor->field(i);
-      std::printf("%-28s %ld\n", field->name().c_str(),
-                  static_cast<long>(reflection->GetInt64(response, field)));
-    }
-  });
+  return cli.Print(response,
+                   [&](const google::protobuf::Message&) { PrintFields(response, "", 28); });
 }
 
 int Stats(Cli& cli) {
@@ -78,21 +118,9 @@ int Stats(Cli& cli) {
     return cli.Fail(status);
   }
   return cli.Print(response, [&](const google::protobuf::Message&) {
-    auto print_all = [](const google::protobuf::Message& m, const char* prefix) {
-      const auto* descriptor = m.GetDescriptor();
-      const auto* reflection = m.GetReflection();
-      for (int i = 0; i < descriptor->field_count(); ++i) {
-        const auto* field = descriptor->field(i);
-        long value = field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_INT32
-                         ? reflection->GetInt32(m, field)
-                         : static_cast<long>(reflection->GetInt64(m, field));
-        std::printf("%s%-24s %ld\n", prefix, field->name().c_str(), value);
-      }
-    };
-    std::printf("inflight_calls                    %ld\n",
-                static_cast<long>(response.inflight_calls()));
-    print_all(response.executor(), "executor.");
-    print_all(response.tables(), "tables.  ");
+    PrintFields(response, "", 33);
+    PrintFields(response.executor(), "executor.", 33);
+    PrintFields(response.tables(), "tables.", 33);
   });
 }
 

@@ -14,7 +14,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -62,19 +66,6 @@ const char* KindName(v1::LockKind kind) {
     default:
       return "unspecified";
   }
-}
-
-// A context without a deadline (a wait bounded by the server-side max_wait or by Ctrl-C), but
-// with the credentials every call carries.
-std::unique_ptr<grpc::ClientContext> WaitContext(Cli& cli, int64_t bound_ms) {
-  auto context = cli.Context();
-  if (bound_ms > 0) {
-    context->set_deadline(std::chrono::system_clock::now() +
-                          std::chrono::milliseconds(bound_ms + cli.options().timeout_ms));
-  } else {
-    context->set_deadline(std::chrono::system_clock::time_point::max());
-  }
-  return context;
 }
 
 void PrintSession(const v1::Session& s) {
@@ -217,7 +208,9 @@ class KeepAlive {
   // Opens the stream and waits for the first answer. Returns an exit code (kOk when alive).
   int Start() {
     stub_ = v1::SessionService::NewStub(cli_.channel());
-    context_ = WaitContext(cli_, 0);
+    // The stream lives as long as the session is kept: never a deadline, even with --timeout-ms.
+    context_ = cli_.Context();
+    context_->set_deadline(std::chrono::system_clock::time_point::max());
     stream_ = stub_->KeepAlive(context_.get());
     v1::KeepAliveRequest ping;
     ping.set_session_id(session_id_);
@@ -247,8 +240,15 @@ class KeepAlive {
     }
   }
 
-  // Called (from the reader thread) when the lock is lost or the session ended.
-  std::function<void()> on_lost;
+  // Sets what to do (on the reader thread) when the lock is lost or the session ended; nullptr
+  // for nothing. Runs `on_lost` at once when that already happened.
+  void SetOnLost(std::function<void()> on_lost) {
+    absl::MutexLock lock(&mu_);
+    on_lost_ = std::move(on_lost);
+    if (lost_.load() && on_lost_) {
+      on_lost_();
+    }
+  }
 
  private:
   void PingLoop() {
@@ -311,8 +311,11 @@ class KeepAlive {
   }
 
   void Lost() {
-    if (!lost_.exchange(true) && on_lost) {
-      on_lost();
+    if (!lost_.exchange(true)) {
+      absl::MutexLock lock(&mu_);
+      if (on_lost_) {
+        on_lost_();
+      }
     }
   }
 
@@ -328,6 +331,8 @@ class KeepAlive {
   std::thread pinger_;
   absl::Notification stop_;
   std::atomic<bool> lost_{false};
+  absl::Mutex mu_;
+  std::function<void()> on_lost_ ABSL_GUARDED_BY(mu_);
 };
 
 // Blocks SIGINT, SIGTERM and SIGUSR1 in this thread (and the threads it starts) so that
@@ -364,7 +369,7 @@ int SessionKeepAlive(Cli& cli, const SessionOptions& o) {
     interval = std::max<int64_t>(100, response.session().ttl_ms() / 3);
   }
   KeepAlive keepalive(cli, o.id, interval, /*close_on_disconnect=*/false, /*print_events=*/true);
-  keepalive.on_lost = [] { kill(getpid(), SIGUSR1); };
+  keepalive.SetOnLost([] { kill(getpid(), SIGUSR1); });
   if (int code = keepalive.Start(); code != kOk) {
     return code;
   }
@@ -438,7 +443,7 @@ int RunCommand(const std::vector<std::string>& command, const v1::LockGrant& gra
     return 127;
   }
   if (keepalive != nullptr) {
-    keepalive->on_lost = [pid] { kill(pid, SIGTERM); };
+    keepalive->SetOnLost([pid] { kill(pid, SIGTERM); });
   }
   // Forward SIGINT/SIGTERM to the command while it runs.
   std::atomic<bool> exited{false};
@@ -456,6 +461,10 @@ int RunCommand(const std::vector<std::string>& command, const v1::LockGrant& gra
   }
   exited = true;
   forwarder.join();
+  if (keepalive != nullptr) {
+    // `pid` is reaped and may be reused: the session's end (we close it next) must not kill it.
+    keepalive->SetOnLost(nullptr);
+  }
   if (WIFEXITED(wstatus)) {
     return WEXITSTATUS(wstatus);
   }
@@ -521,7 +530,7 @@ int AcquireLock(Cli& cli, const AcquireOptions& o) {
   };
 
   v1::AcquireResponse response;
-  auto context = WaitContext(cli, o.no_wait ? 1 : o.max_wait_ms);
+  auto context = cli.WaitContext(o.no_wait ? 1 : o.max_wait_ms);
   grpc::Status status = locks->Acquire(context.get(), request, &response);
   if (!status.ok()) {
     close_own_session();
@@ -540,7 +549,7 @@ int AcquireLock(Cli& cli, const AcquireOptions& o) {
   if (o.command.empty()) {
     cli.Print(response, [&](const google::protobuf::Message&) { PrintGrant(o.name, grant); });
     if (keepalive != nullptr) {
-      keepalive->on_lost = [] { kill(getpid(), SIGUSR1); };
+      keepalive->SetOnLost([] { kill(getpid(), SIGUSR1); });
     }
     // A grant with its own TTL under a given session: refresh it from a thread.
     std::thread refresher;
@@ -571,6 +580,9 @@ int AcquireLock(Cli& cli, const AcquireOptions& o) {
       std::fprintf(stderr, "spindlectl: the lock was lost while the command ran\n");
       code = code == 0 ? kConflict : code;
     }
+  }
+  if (keepalive != nullptr) {
+    keepalive->SetOnLost(nullptr);  // releasing and closing the session below end it on purpose
   }
   v1::ReleaseRequest release;
   release.set_lease_id(grant.lease_id());
@@ -705,7 +717,7 @@ int Event(Cli& cli, const std::string& action, const std::string& name, int64_t 
   request.set_wait(!no_wait);
   request.set_max_wait_ms(max_wait_ms);
   v1::WaitEventResponse response;
-  auto context = WaitContext(cli, no_wait ? 1 : max_wait_ms);
+  auto context = cli.WaitContext(no_wait ? 1 : max_wait_ms);
   grpc::Status status = stub->WaitEvent(context.get(), request, &response);
   if (!status.ok()) {
     return cli.Fail(status);
@@ -723,7 +735,7 @@ int BarrierWait(Cli& cli, const std::string& name, int32_t parties, int64_t max_
   request.set_parties(parties);
   request.set_max_wait_ms(max_wait_ms);
   v1::WaitBarrierResponse response;
-  auto context = WaitContext(cli, max_wait_ms);
+  auto context = cli.WaitContext(max_wait_ms);
   grpc::Status status = stub->WaitBarrier(context.get(), request, &response);
   if (!status.ok()) {
     return cli.Fail(status);

@@ -42,10 +42,12 @@ struct ValueArgs {
   std::string request_id;
 };
 
-bool ParseData(const std::string& text, const std::string& type, v1::ValueData* out) {
+// Parses `text`, given as `field` (named in the error: "value", "--expect", ...), into `out`.
+bool ParseData(const char* field, const std::string& text, const std::string& type,
+               v1::ValueData* out) {
   auto bad = [&] {
-    std::fprintf(stderr, "spindlectl: '%s' is not a %s\n", text.c_str(),
-                 type.empty() ? "value" : type.c_str());
+    std::fprintf(stderr, "spindlectl: %s '%s' is not a valid %s (--type)\n", field, text.c_str(),
+                 type.c_str());
     return false;
   };
   int64_t i;
@@ -174,7 +176,7 @@ int Set(Cli& cli, const ValueArgs& a) {
   auto stub = v1::ValueService::NewStub(cli.channel());
   v1::SetValueRequest request;
   request.set_name(a.name);
-  if (!ParseData(a.value, a.type, request.mutable_data())) return kUsage;
+  if (!ParseData("value", a.value, a.type, request.mutable_data())) return kUsage;
   if (HasElement(a)) SetElement(a, request.mutable_element());
   request.set_ttl_ms(a.ttl_ms);
   request.set_only_if_version(a.if_version);
@@ -227,12 +229,13 @@ int Cas(Cli& cli, const ValueArgs& a) {
                  "--expect-absent\n");
     return kUsage;
   }
-  if (!a.expect.empty() && !ParseData(a.expect, a.type, request.mutable_expected_value())) {
+  if (!a.expect.empty() &&
+      !ParseData("--expect", a.expect, a.type, request.mutable_expected_value())) {
     return kUsage;
   }
   if (a.expect_version != 0) request.set_expected_version(a.expect_version);
   if (a.expect_absent) request.set_expect_absent(true);
-  if (!ParseData(a.value, a.type, request.mutable_new_value())) return kUsage;
+  if (!ParseData("new", a.value, a.type, request.mutable_new_value())) return kUsage;
   request.set_request_id(a.request_id);
   v1::CompareAndSwapValueResponse response;
   auto context = cli.Context();
@@ -293,13 +296,20 @@ int Watch(Cli& cli, const ValueArgs& a) {
   }
   request.set_from_version(a.from_version);
   request.set_initial_state(a.initial_state);
-  auto context = cli.Context();
+  // Runs until cancelled or --count events came: no deadline unless --timeout-ms was given.
+  auto context = cli.WaitContext(0);
   auto reader = stub->WatchValues(context.get(), request);
   v1::WatchValuesResponse message;
   int64_t seen = 0;
   while ((a.count == 0 || seen < a.count) && reader->Read(&message)) {
     if (message.has_progress()) {
       continue;
+    }
+    // One message may carry several events: print no more than --count in all.
+    auto* events = message.has_events() ? message.mutable_events()->mutable_events() : nullptr;
+    if (events != nullptr && a.count > 0 && events->size() > a.count - seen) {
+      events->DeleteSubrange(static_cast<int>(a.count - seen),
+                             events->size() - static_cast<int>(a.count - seen));
     }
     cli.Print(message, [&](const google::protobuf::Message&) {
       for (const auto& event : message.events().events()) {
