@@ -97,6 +97,9 @@ void AddQueueCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddValueCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddProcessCommands(CLI::App& app, Cli& cli, int* exit_code);
 void AddSecurityOptions(CLI::App& app, Cli& cli, int* exit_code);  // global --tls-*, --token
+// The hidden `completion bash` command: prints a bash completion script generated from `app`
+// as it is when the command runs (so add it after every other command; it walks them all).
+void AddCompletionCommand(CLI::App& app, Cli& cli, int* exit_code);
 
 }  // namespace spindle::cli
 

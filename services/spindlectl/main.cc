@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   spindle::cli::AddPoolCommands(app, cli, &exit_code);
   spindle::cli::AddSchedulerCommands(app, cli, &exit_code);
   // ---- end of command groups ----
+  spindle::cli::AddCompletionCommand(app, cli, &exit_code);  // last: it walks the others
   OneValuePerOccurrence(app);
 
   try {
