@@ -993,9 +993,10 @@ int RunWaiters(const Options& options) {
   std::printf(
       "{\"mode\": \"waiters\", \"via\": \"%s\", \"requested\": %d, \"started\": %ld, "
       "\"parked\": %ld, \"queue_seconds\": %.2f, \"channels\": %d, \"idle_rss_kib\": %ld, "
-      "\"idle_threads\": %ld, \"tenth_parked\": %ld, \"tenth_rss_kib\": %ld, \"tenth_threads\": %ld, \"rss_kib\": %ld, "
-      "\"threads\": %ld, \"bytes_per_waiter\": %.0f, \"handoffs\": %ld, "
-      "\"handoff_seconds\": %.2f, \"cancel_seconds\": %.2f, \"granted\": %ld, \"cancelled\": %ld, \"failed\": %ld, "
+      "\"idle_threads\": %ld, \"tenth_parked\": %ld, \"tenth_rss_kib\": %ld, "
+      "\"tenth_threads\": %ld, \"rss_kib\": %ld, \"threads\": %ld, \"bytes_per_waiter\": %.0f, "
+      "\"handoffs\": %ld, \"handoff_seconds\": %.2f, \"cancel_seconds\": %.2f, "
+      "\"granted\": %ld, \"cancelled\": %ld, \"failed\": %ld, "
       "\"first_error\": \"%s\", \"drained\": %s, \"closed\": %s, \"waiters_after\": %ld, "
       "\"settle_seconds\": %.1f, \"server_alive\": %s, \"rss_after_kib\": %ld, "
       "\"threads_after\": %ld}\n",

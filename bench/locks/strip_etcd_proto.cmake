@@ -2,7 +2,8 @@
 # and google.api annotations, which only steer Go code generation and the HTTP gateway and whose
 # own .proto files Debian does not ship for C++. Messages, fields and rpcs are left untouched.
 #
-#   cmake -DIN=/usr/share/gocode/src/go.etcd.io/etcd/.../x.proto -DOUT=build/.../x.proto -P strip_etcd_proto.cmake
+#   cmake -DIN=/usr/share/gocode/src/go.etcd.io/etcd/.../x.proto -DOUT=build/.../x.proto \
+#         -P strip_etcd_proto.cmake
 if(NOT IN OR NOT OUT)
   message(FATAL_ERROR "strip_etcd_proto.cmake: pass -DIN=<proto> -DOUT=<proto>")
 endif()
