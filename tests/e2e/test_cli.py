@@ -464,7 +464,8 @@ def test_triggers(ctl):
     ["wait", "p-no-such"], ["logs", "p-no-such"], ["lock", "describe", "cli-no-such"],
     ["session", "get", "s-no-such"], ["value", "get", "cli-no-such"],
     ["pool", "status", "cli-no-such"], ["pool", "task", "t-no-such"],
-    ["trigger", "get", "cli-no-such"],
+    ["trigger", "get", "cli-no-such"], ["queue", "describe", "cli-no-such"],
+    ["queue", "ack", "cli-no-such", "receipt"],
 ])
 def test_unknown_names_exit_3(ctl, args):
     r = ctl(*args)
