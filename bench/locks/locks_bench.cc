@@ -297,17 +297,15 @@ class EtcdClient final : public PairClient {
   void Start() override {
     grant_.set_ttl(300);
     context_ = Fresh();
-    leases_->async()->LeaseGrant(context_.get(), &grant_, &grant_response_,
-                                 [this](grpc::Status s) {
-                                   if (!Check(s)) return;
-                                   if (!grant_response_.error().empty()) {
-                                     Check(grpc::Status(grpc::StatusCode::UNKNOWN,
-                                                        grant_response_.error()));
-                                     return;
-                                   }
-                                   lock_.set_lease(grant_response_.id());
-                                   Next();
-                                 });
+    leases_->async()->LeaseGrant(context_.get(), &grant_, &grant_response_, [this](grpc::Status s) {
+      if (!Check(s)) return;
+      if (!grant_response_.error().empty()) {
+        Check(grpc::Status(grpc::StatusCode::UNKNOWN, grant_response_.error()));
+        return;
+      }
+      lock_.set_lease(grant_response_.id());
+      Next();
+    });
   }
 
  private:
@@ -659,13 +657,12 @@ class UnarySwarm final : public Swarm {
     w->state.store(UnaryWaiter::kReleasing);
     w->release.set_lease_id(w->response.grant().lease_id());
     w->release_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    stub.async()->Release(&w->release_context, &w->release, &w->release_response,
-                          [this, w](grpc::Status s) {
-                            w->state.store(UnaryWaiter::kDone);
-                            tally_.Finish(s.ok() ? Tally::Outcome::kGranted
-                                                 : Tally::Outcome::kFailed,
-                                          s.error_message());
-                          });
+    stub.async()->Release(
+        &w->release_context, &w->release, &w->release_response, [this, w](grpc::Status s) {
+          w->state.store(UnaryWaiter::kDone);
+          tally_.Finish(s.ok() ? Tally::Outcome::kGranted : Tally::Outcome::kFailed,
+                        s.error_message());
+        });
   }
 
   const spindle::v1::AcquireRequest request_;
@@ -757,8 +754,8 @@ class StreamWaiters final : public grpc::ClientBidiReactor<spindle::v1::LockStre
     const uint64_t id = response_.call_id();
     {
       std::lock_guard lock(mu_);
-      const bool is_acquire = response_.has_acquire() ||
-                              (response_.status().code() != 0 && !releases_.count(id));
+      const bool is_acquire =
+          response_.has_acquire() || (response_.status().code() != 0 && !releases_.count(id));
       if (is_acquire) {
         answered_.insert(id);
       } else {
@@ -984,8 +981,7 @@ int RunWaiters(const Options& options) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     left = stats();
   }
-  const double settle_seconds =
-      std::chrono::duration<double>(Clock::now() - settle_began).count();
+  const double settle_seconds = std::chrono::duration<double>(Clock::now() - settle_began).count();
   const bool alive = kill(options.server_pid, 0) == 0 && left >= 0;
   const ProcStatus after = ReadProcStatus(options.server_pid);
 
@@ -1003,14 +999,14 @@ int RunWaiters(const Options& options) {
       options.via.c_str(), options.waiters, static_cast<long>(tally.started()),
       static_cast<long>(parked), queue_seconds, options.channels, static_cast<long>(idle.rss_kib),
       static_cast<long>(idle.threads), static_cast<long>(tenth_parked),
-      static_cast<long>(tenth.rss_kib),
-      static_cast<long>(tenth.threads), static_cast<long>(full.rss_kib),
-      static_cast<long>(full.threads), parked > 0 ? grown_kib * 1024.0 / parked : 0.0,
-      static_cast<long>(handed), grant_seconds, cancel_seconds, static_cast<long>(tally.granted()),
-      static_cast<long>(tally.cancelled()), static_cast<long>(tally.failed()),
-      JsonSafe(tally.first_error()).c_str(), drained ? "true" : "false",
-      closed ? "true" : "false", static_cast<long>(left), settle_seconds, alive ? "true" : "false",
-      static_cast<long>(after.rss_kib), static_cast<long>(after.threads));
+      static_cast<long>(tenth.rss_kib), static_cast<long>(tenth.threads),
+      static_cast<long>(full.rss_kib), static_cast<long>(full.threads),
+      parked > 0 ? grown_kib * 1024.0 / parked : 0.0, static_cast<long>(handed), grant_seconds,
+      cancel_seconds, static_cast<long>(tally.granted()), static_cast<long>(tally.cancelled()),
+      static_cast<long>(tally.failed()), JsonSafe(tally.first_error()).c_str(),
+      drained ? "true" : "false", closed ? "true" : "false", static_cast<long>(left),
+      settle_seconds, alive ? "true" : "false", static_cast<long>(after.rss_kib),
+      static_cast<long>(after.threads));
   std::fflush(stdout);
   // The JSON says how it went; exit 0 once it is printed. Calls still in flight own their
   // waiters: do not destroy them.
