@@ -27,7 +27,7 @@ struct PendingInput {
   pool::TaskSpec spec;
 };
 
-class MapCore final : public StoppablePoolStream, public std::enable_shared_from_this<MapCore> {
+class MapCore final : public StoppableStream, public std::enable_shared_from_this<MapCore> {
  public:
   MapCore(MapReactor* reactor, pool::PoolTable& table, int64_t max_message_bytes)
       : reactor_(reactor), table_(table), max_message_bytes_(max_message_bytes) {}
@@ -133,7 +133,7 @@ class MapCore final : public StoppablePoolStream, public std::enable_shared_from
 
 class MapReactor final : public grpc::ServerBidiReactor<v1::MapRequest, v1::MapResponse> {
  public:
-  explicit MapReactor(PoolStreamSet& streams) : streams_(streams) {}
+  explicit MapReactor(StreamSet& streams) : streams_(streams) {}
   void SetCore(std::shared_ptr<MapCore> core) { core_ = std::move(core); }
   void OnReadDone(bool ok) override { core_->OnReadDone(ok); }
   void OnWriteDone(bool ok) override { core_->OnWriteDone(ok); }
@@ -145,7 +145,7 @@ class MapReactor final : public grpc::ServerBidiReactor<v1::MapRequest, v1::MapR
   }
 
  private:
-  PoolStreamSet& streams_;
+  StreamSet& streams_;
   std::shared_ptr<MapCore> core_;
 };
 
@@ -419,7 +419,7 @@ void MapCore::Pump() {
 }  // namespace
 
 grpc::ServerBidiReactor<v1::MapRequest, v1::MapResponse>* StartMapReactor(
-    grpc::CallbackServerContext* context, pool::PoolTable& table, PoolStreamSet& streams,
+    grpc::CallbackServerContext* context, pool::PoolTable& table, StreamSet& streams,
     int64_t max_message_bytes) {
   auto* reactor = new MapReactor(streams);
   auto core = std::make_shared<MapCore>(reactor, table, max_message_bytes);

@@ -14,14 +14,14 @@
 
 #include <cstdint>
 
-#include "services/pool/pool_streams.h"
+#include "services/common/stream_set.h"
 #include "spindle/pool/pool_table.h"
 #include "spindle/v1/pool.grpc.pb.h"
 
 namespace spindle::services {
 
 grpc::ServerBidiReactor<v1::MapRequest, v1::MapResponse>* StartMapReactor(
-    grpc::CallbackServerContext* context, pool::PoolTable& table, PoolStreamSet& streams,
+    grpc::CallbackServerContext* context, pool::PoolTable& table, StreamSet& streams,
     int64_t max_message_bytes);
 
 }  // namespace spindle::services

@@ -9,9 +9,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "services/common/stream_set.h"
 #include "services/metrics/function_collector.h"
 #include "services/pool/pool_service.h"
-#include "services/pool/pool_streams.h"
 #include "spindle/pool/pool_table.h"
 
 namespace spindle::services {
@@ -185,7 +185,7 @@ class PoolCapability final : public Capability {
   std::shared_ptr<PoolLabels> labels_;
   LabelledHistogram task_seconds_;
   LabelledHistogram queue_wait_seconds_;
-  PoolStreamSet streams_;
+  StreamSet streams_;
   std::unique_ptr<pool::PoolTable> table_;
   std::unique_ptr<PoolServiceImpl> service_;
 };

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "services/auth/caller_identity.h"
-#include "services/pool/pool_streams.h"
+#include "services/common/stream_set.h"
 #include "spindle/pool/pool_table.h"
 #include "spindle/v1/pool.grpc.pb.h"
 
@@ -19,7 +19,7 @@ class PoolServiceImpl final : public v1::PoolService::CallbackService {
  public:
   // `caller_identity` names who a call comes from, for the spawn policy (empty: certificate or
   // peer address).
-  PoolServiceImpl(pool::PoolTable& table, PoolStreamSet& streams, int64_t max_message_bytes,
+  PoolServiceImpl(pool::PoolTable& table, StreamSet& streams, int64_t max_message_bytes,
                   auth::CallerIdentityFn caller_identity = {})
       : table_(table),
         streams_(streams),
@@ -75,7 +75,7 @@ class PoolServiceImpl final : public v1::PoolService::CallbackService {
 
  private:
   pool::PoolTable& table_;
-  PoolStreamSet& streams_;
+  StreamSet& streams_;
   const int64_t max_message_bytes_;
   const auth::CallerIdentityFn caller_identity_;
 };

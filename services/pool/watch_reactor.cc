@@ -18,7 +18,7 @@ namespace {
 class WatchReactor;
 
 // State shared by the reactor and the engine's notifications; outlives the reactor.
-class WatchCore final : public StoppablePoolStream, public std::enable_shared_from_this<WatchCore> {
+class WatchCore final : public StoppableStream, public std::enable_shared_from_this<WatchCore> {
  public:
   WatchCore(WatchReactor* reactor, v1::WatchTasksRequest request,
             std::vector<pool::internal::LabelRequirement> selector)
@@ -93,7 +93,7 @@ class WatchCore final : public StoppablePoolStream, public std::enable_shared_fr
 
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchTasksResponse> {
  public:
-  explicit WatchReactor(PoolStreamSet& streams) : streams_(streams) {}
+  explicit WatchReactor(StreamSet& streams) : streams_(streams) {}
   void SetCore(std::shared_ptr<WatchCore> core) { core_ = std::move(core); }
   void OnWriteDone(bool ok) override { core_->OnWriteDone(ok); }
   void OnCancel() override { core_->OnCancel(); }
@@ -104,7 +104,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchTasksRespons
   }
 
  private:
-  PoolStreamSet& streams_;
+  StreamSet& streams_;
   std::shared_ptr<WatchCore> core_;
 };
 
@@ -188,7 +188,7 @@ void WatchCore::Pump() {
 
 grpc::ServerWriteReactor<v1::WatchTasksResponse>* StartWatchReactor(
     grpc::CallbackServerContext* context, const v1::WatchTasksRequest* request,
-    pool::PoolTable& table, PoolStreamSet& streams) {
+    pool::PoolTable& table, StreamSet& streams) {
   auto* reactor = new WatchReactor(streams);
   auto fail = [reactor](const absl::Status& status) {
     reactor->SetCore(std::make_shared<WatchCore>(nullptr, v1::WatchTasksRequest{},

@@ -10,7 +10,7 @@
 
 #include <grpcpp/support/server_callback.h>
 
-#include "services/pool/pool_streams.h"
+#include "services/common/stream_set.h"
 #include "spindle/pool/pool_table.h"
 #include "spindle/v1/pool.grpc.pb.h"
 
@@ -18,7 +18,7 @@ namespace spindle::services {
 
 grpc::ServerWriteReactor<v1::WatchTasksResponse>* StartWatchReactor(
     grpc::CallbackServerContext* context, const v1::WatchTasksRequest* request,
-    pool::PoolTable& table, PoolStreamSet& streams);
+    pool::PoolTable& table, StreamSet& streams);
 
 }  // namespace spindle::services
 

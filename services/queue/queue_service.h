@@ -12,7 +12,7 @@
 
 #include <memory>
 
-#include "services/queue/stream_set.h"
+#include "services/common/stream_set.h"
 #include "spindle/common/timer.h"
 #include "spindle/queue/queue_registry.h"
 #include "spindle/v1/queue.grpc.pb.h"

@@ -10,8 +10,8 @@
 #include <functional>
 
 #include "absl/strings/string_view.h"
+#include "services/common/stream_set.h"
 #include "services/queue/convert.h"
-#include "services/queue/stream_set.h"
 #include "spindle/common/timer.h"
 #include "spindle/v1/value.grpc.pb.h"
 #include "spindle/value/value_store.h"

@@ -13,7 +13,7 @@
 
 #include <grpcpp/support/server_callback.h>
 
-#include "services/queue/stream_set.h"
+#include "services/common/stream_set.h"
 #include "spindle/common/timer.h"
 #include "spindle/v1/value.pb.h"
 #include "spindle/value/value_store.h"

@@ -1,9 +1,9 @@
-// The long-lived streams of a capability (Consume, WatchValues), so that BeginShutdown can end
-// them with UNAVAILABLE instead of letting the grace period cancel them.
+// The long-lived streams of a capability (Consume, WatchValues, Map, WatchTasks), so that
+// BeginShutdown can end them with UNAVAILABLE instead of letting the grace period cancel them.
 //
 // Thread-safety: thread-safe. Stop() runs without the set's lock held.
-#ifndef SPINDLE_SERVICES_QUEUE_STREAM_SET_H_
-#define SPINDLE_SERVICES_QUEUE_STREAM_SET_H_
+#ifndef SPINDLE_SERVICES_COMMON_STREAM_SET_H_
+#define SPINDLE_SERVICES_COMMON_STREAM_SET_H_
 
 #include <memory>
 #include <vector>
@@ -60,4 +60,4 @@ class StreamSet {
 
 }  // namespace spindle::services
 
-#endif  // SPINDLE_SERVICES_QUEUE_STREAM_SET_H_
+#endif  // SPINDLE_SERVICES_COMMON_STREAM_SET_H_
