@@ -15,6 +15,7 @@
 #include "services/common/status_convert.h"
 #include "services/server/spindle_server.h"
 #include "spindle/v1/pool.grpc.pb.h"
+#include "tests/support/in_process_server.h"
 
 namespace spindle {
 namespace {
@@ -29,20 +30,8 @@ std::string WorkerPy() {
   return file.substr(0, file.rfind("/tests/")) + "/python/spindle_worker.py";
 }
 
-class PoolTest : public ::testing::Test {
+class PoolTest : public testing::InProcessServerTest {
  protected:
-  static void SetUpTestSuite() {
-    services::ServerConfig config;
-    config.listen = "127.0.0.1:0";
-    config.metrics_listen = "";
-    auto server = services::SpindleServer::Start(config);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(server).value().release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
   void SetUp() override {
     ASSERT_NE(server_, nullptr);
     channel_ = grpc::CreateChannel(server_->listen_address(), grpc::InsecureChannelCredentials());
@@ -170,12 +159,9 @@ class PoolTest : public ::testing::Test {
     return t.seconds() * 1'000'000'000 + t.nanos();
   }
 
-  static services::SpindleServer* server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::PoolService::Stub> stub_;
 };
-
-services::SpindleServer* PoolTest::server_ = nullptr;
 
 TEST_F(PoolTest, TenTasksOnAPoolOfThreeRunAtMostThreeAtATime) {
   ASSERT_TRUE(Create(Name(), CommandSpec(3)).ok());

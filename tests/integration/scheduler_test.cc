@@ -15,6 +15,7 @@
 #include "services/server/spindle_server.h"
 #include "spindle/v1/scheduler.grpc.pb.h"
 #include "spindle/v1/server.grpc.pb.h"
+#include "tests/support/in_process_server.h"
 #include "tests/support/spindled_process.h"
 
 namespace spindle {
@@ -22,20 +23,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public testing::InProcessServerTest {
  protected:
-  static void SetUpTestSuite() {
-    services::ServerConfig config;
-    config.listen = "127.0.0.1:0";
-    config.metrics_listen = "";
-    auto server = services::SpindleServer::Start(config);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(server).value().release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
   void SetUp() override {
     ASSERT_NE(server_, nullptr);
     channel_ = grpc::CreateChannel(server_->listen_address(), grpc::InsecureChannelCredentials());
@@ -50,12 +39,9 @@ class SchedulerTest : public ::testing::Test {
     return stats.executor().live_coroutines();
   }
 
-  static services::SpindleServer* server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::SchedulerService::Stub> stub_;
 };
-
-services::SpindleServer* SchedulerTest::server_ = nullptr;
 
 TEST_F(SchedulerTest, SleepWaitsAtLeastTheDuration) {
   grpc::ClientContext context;

@@ -15,26 +15,15 @@
 #include "spindle/v1/pool.grpc.pb.h"
 #include "spindle/v1/scheduler.grpc.pb.h"
 #include "spindle/v1/server.grpc.pb.h"
+#include "tests/support/in_process_server.h"
 
 namespace spindle {
 namespace {
 
 using ::testing::HasSubstr;
 
-class SchedulerTriggersTest : public ::testing::Test {
+class SchedulerTriggersTest : public testing::InProcessServerTest {
  protected:
-  static void SetUpTestSuite() {
-    services::ServerConfig config;
-    config.listen = "127.0.0.1:0";
-    config.metrics_listen = "";
-    auto server = services::SpindleServer::Start(config);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(server).value().release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
   void SetUp() override {
     ASSERT_NE(server_, nullptr);
     channel_ = grpc::CreateChannel(server_->listen_address(), grpc::InsecureChannelCredentials());
@@ -114,12 +103,9 @@ class SchedulerTriggersTest : public ::testing::Test {
     return status.ok();
   }
 
-  static services::SpindleServer* server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::SchedulerService::Stub> stub_;
 };
-
-services::SpindleServer* SchedulerTriggersTest::server_ = nullptr;
 
 TEST_F(SchedulerTriggersTest, DelayTriggerSpawnsAndItsRunIsWatchedAndListed) {
   v1::TriggerSpec spec = SpawnSpec("/bin/true");
