@@ -1,6 +1,6 @@
 // Fuzzes the validation of what clients send that is parsed from free text: names and name
-// prefixes (lib/spindle/common/names.h), trigger labels and label selectors
-// (lib/spindle/trigger/labels.h) and cron expressions with their next fire times
+// prefixes (lib/spindle/common/names.h), labels and label selectors
+// (lib/spindle/common/labels.h) and cron expressions with their next fire times
 // (lib/spindle/trigger/cron.h). Bad input must be INVALID_ARGUMENT, never a crash, a hang or an
 // answer that breaks the contract (a fire time not after the time asked about).
 //
@@ -14,9 +14,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "spindle/common/labels.h"
 #include "spindle/common/names.h"
 #include "spindle/trigger/cron.h"
-#include "spindle/trigger/labels.h"
 
 // A broken contract: say which, then abort (libFuzzer keeps the input).
 #define CHECK_CONTRACT(condition)                                                           \
@@ -68,12 +68,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 2: {
       // "key=value" lines.
-      spindle::trigger::Labels labels;
+      spindle::Labels labels;
       for (absl::string_view line : absl::StrSplit(text, '\n')) {
         std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
         labels[kv.first] = kv.second;
       }
-      absl::Status status = spindle::trigger::ValidateLabels("labels", labels);
+      absl::Status status = spindle::ValidateLabels("labels", labels);
       CheckRefusal(status);
       if (status.ok()) {
         // Every label matches the selector of its own pair, when the selector syntax can spell
@@ -85,14 +85,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               absl::StripAsciiWhitespace(value) != absl::string_view(value)) {
             continue;
           }
-          auto selector = spindle::trigger::LabelSelector::Parse("s", key + "=" + value);
+          auto selector = spindle::LabelSelector::Parse("s", key + "=" + value);
           if (selector.ok()) CHECK_CONTRACT(selector->Matches(labels));
         }
       }
       break;
     }
     case 3: {
-      auto selector = spindle::trigger::LabelSelector::Parse("selector", text);
+      auto selector = spindle::LabelSelector::Parse("selector", text);
       CheckRefusal(selector.status());
       if (selector.ok()) (void)selector->Matches({{"a", "b"}, {"env", "prod"}});
       break;

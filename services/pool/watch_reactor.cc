@@ -9,8 +9,8 @@
 #include "absl/synchronization/mutex.h"
 #include "services/common/status_convert.h"
 #include "services/pool/convert.h"
+#include "spindle/common/labels.h"
 #include "spindle/common/status.h"
-#include "spindle/pool/internal_util.h"
 
 namespace spindle::services {
 namespace {
@@ -20,8 +20,7 @@ class WatchReactor;
 // State shared by the reactor and the engine's notifications; outlives the reactor.
 class WatchCore final : public StoppableStream, public std::enable_shared_from_this<WatchCore> {
  public:
-  WatchCore(WatchReactor* reactor, v1::WatchTasksRequest request,
-            std::vector<pool::internal::LabelRequirement> selector)
+  WatchCore(WatchReactor* reactor, v1::WatchTasksRequest request, LabelSelector selector)
       : reactor_(reactor), request_(std::move(request)), selector_(std::move(selector)) {
     for (int t : request_.types()) types_.insert(t);
     task_ids_.insert(request_.task_ids().begin(), request_.task_ids().end());
@@ -72,13 +71,13 @@ class WatchCore final : public StoppableStream, public std::enable_shared_from_t
   bool Matches(const pool::TaskEvent& e) const {
     if (!types_.empty() && !types_.contains(static_cast<int>(e.type))) return false;
     if (!task_ids_.empty() && !task_ids_.contains(e.task_id)) return false;
-    return pool::internal::SelectorMatches(selector_, e.labels);
+    return selector_.Matches(e.labels);
   }
 
   absl::Mutex mu_;
   WatchReactor* reactor_ ABSL_GUARDED_BY(mu_);
   const v1::WatchTasksRequest request_;
-  const std::vector<pool::internal::LabelRequirement> selector_;
+  const LabelSelector selector_;
   std::set<int> types_;
   std::set<std::string> task_ids_;
   std::unique_ptr<pool::EventSubscription> subscription_ ABSL_GUARDED_BY(mu_);
@@ -191,8 +190,8 @@ grpc::ServerWriteReactor<v1::WatchTasksResponse>* StartWatchReactor(
     pool::PoolTable& table, StreamSet& streams) {
   auto* reactor = new WatchReactor(streams);
   auto fail = [reactor](const absl::Status& status) {
-    reactor->SetCore(std::make_shared<WatchCore>(nullptr, v1::WatchTasksRequest{},
-                                                 std::vector<pool::internal::LabelRequirement>{}));
+    reactor->SetCore(
+        std::make_shared<WatchCore>(nullptr, v1::WatchTasksRequest{}, LabelSelector()));
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   };
@@ -211,7 +210,7 @@ grpc::ServerWriteReactor<v1::WatchTasksResponse>* StartWatchReactor(
   if (request->task_ids_size() > 1000) {
     return fail(InvalidArgument("INVALID_ARGUMENT", "task_ids: more than 1000"));
   }
-  auto selector = pool::internal::ParseSelector("label_selector", request->label_selector());
+  auto selector = LabelSelector::Parse("label_selector", request->label_selector());
   if (!selector.ok()) return fail(selector.status());
   auto core = std::make_shared<WatchCore>(reactor, *request, *std::move(selector));
   reactor->SetCore(core);

@@ -41,30 +41,6 @@ absl::Status ValidateRequestId(const std::string& request_id) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels) {
-  if (labels.size() > 32) {
-    return InvalidArgument("INVALID_LABELS",
-                           absl::StrCat("labels has ", labels.size(), " entries, over 32"));
-  }
-  for (const auto& [key, value] : labels) {
-    bool ok = !key.empty() && key.size() <= 63;
-    for (char c : key) {
-      ok = ok && (absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '_' ||
-                  c == '/' || c == '-');
-    }
-    if (!ok) {
-      return InvalidArgument(
-          "INVALID_LABELS",
-          absl::StrCat("labels: key '", key, "' must be 1..63 bytes of [a-z0-9._/-]"));
-    }
-    if (value.size() > 256) {
-      return InvalidArgument("INVALID_LABELS", absl::StrCat("labels: value of '", key, "' is ",
-                                                            value.size(), " bytes, over 256"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t low, int64_t high) {
   if (value < low || value > high) {
     return InvalidArgument("OUT_OF_BOUNDS",

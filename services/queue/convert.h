@@ -32,7 +32,6 @@ void ToTimestamp(absl::Time time, google::protobuf::Timestamp* out);
 // ToGrpcStatus gives the call).
 void ToProtoStatus(const absl::Status& status, v1::Status* out);
 absl::Status ValidateRequestId(const std::string& request_id);
-absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels);
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t low, int64_t high);
 // The call's deadline (InfiniteFuture when none).
 absl::Time WaitDeadline(const grpc::ServerContextBase& context);

@@ -12,6 +12,7 @@
 #include "services/queue/consume_reactor.h"
 #include "services/queue/convert.h"
 #include "services/queue/produce_reactor.h"
+#include "spindle/common/labels.h"
 #include "spindle/common/names.h"
 #include "spindle/common/status.h"
 
@@ -192,10 +193,10 @@ grpc::ServerUnaryReactor* QueueServiceImpl::CreateQueue(grpc::CallbackServerCont
   auto run = [&]() -> absl::Status {
     SPINDLE_RETURN_IF_ERROR(ValidateName("name", request->name()));
     SPINDLE_RETURN_IF_ERROR(ValidateRequestId(request->request_id()));
-    SPINDLE_RETURN_IF_ERROR(ValidateLabels(request->labels()));
+    spindle::Labels labels = Labels(request->labels());
+    SPINDLE_RETURN_IF_ERROR(ValidateLabels("labels", labels));
     SPINDLE_ASSIGN_OR_RETURN(queue::QueueConfig config, FromProto(request->config()));
-    SPINDLE_ASSIGN_OR_RETURN(auto created,
-                             registry_.Create(request->name(), config, Labels(request->labels())));
+    SPINDLE_ASSIGN_OR_RETURN(auto created, registry_.Create(request->name(), config, labels));
     ToProto(created.queue->Describe(), response->mutable_queue());
     response->set_created(created.created);
     return absl::OkStatus();
@@ -263,10 +264,11 @@ grpc::ServerUnaryReactor* QueueServiceImpl::ListQueues(grpc::CallbackServerConte
                                                        v1::ListQueuesResponse* response) {
   auto run = [&]() -> absl::Status {
     SPINDLE_RETURN_IF_ERROR(ValidatePrefix("prefix", request->prefix()));
-    SPINDLE_RETURN_IF_ERROR(ValidateLabels(request->labels()));
-    SPINDLE_ASSIGN_OR_RETURN(auto page,
-                             registry_.List(request->prefix(), Labels(request->labels()),
-                                            request->page_size(), request->page_token()));
+    spindle::Labels labels = Labels(request->labels());
+    SPINDLE_RETURN_IF_ERROR(ValidateLabels("labels", labels));
+    SPINDLE_ASSIGN_OR_RETURN(
+        auto page,
+        registry_.List(request->prefix(), labels, request->page_size(), request->page_token()));
     for (const auto& queue : page.queues) {
       ToProto(queue->Describe(), response->add_queues());
     }

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "spindle/common/labels.h"
 #include "spindle/common/status.h"
 #include "spindle/v1/process.pb.h"
 
@@ -161,7 +162,7 @@ absl::Status SchedulerActionRunner::Check(const trigger::Action& action) const {
     }
     SPINDLE_ASSIGN_OR_RETURN(DecodedPoolTask decoded, DecodePoolTask(action));
     SPINDLE_RETURN_IF_ERROR(
-        pool::PoolTable::ValidateLabels("spec.action.pool_task.task.labels", decoded.task.labels));
+        ValidateLabels("spec.action.pool_task.task.labels", decoded.task.labels));
     absl::Status valid =
         pools->ValidateTask(decoded.pool, "spec.action.pool_task.task", decoded.task);
     if (absl::IsNotFound(valid)) {

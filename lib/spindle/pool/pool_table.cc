@@ -25,10 +25,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "spindle/common/labels.h"
 #include "spindle/common/names.h"
 #include "spindle/common/status.h"
+#include "spindle/pool/deferred.h"
 #include "spindle/pool/framing.h"
-#include "spindle/pool/internal_util.h"
 #include "spindle/pool/io_loop.h"
 #include "spindle/process/process_tree.h"
 #include "spindle/process/signals.h"
@@ -338,26 +339,6 @@ absl::Status PoolTable::ValidateRetryPolicy(const std::string& field, const Retr
     }
   }
   return absl::OkStatus();
-}
-
-absl::Status PoolTable::ValidateLabels(const std::string& field,
-                                       const std::map<std::string, std::string>& labels) {
-  if (labels.size() > 64) {
-    return Invalid(absl::StrCat(field, ": ", labels.size(), " labels, at most 64"));
-  }
-  for (const auto& [k, v] : labels) {
-    if (k.empty() || k.size() > 128 || k.find_first_of("=,! \t\n") != std::string::npos) {
-      return Invalid(absl::StrCat(field, ": bad label key '", k, "'"));
-    }
-    if (v.size() > 1024) {
-      return Invalid(absl::StrCat(field, "[", k, "]: value longer than 1024 bytes"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status PoolTable::ValidateSelector(const std::string& field, const std::string& selector) {
-  return internal::ParseSelector(field, selector).status();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -888,8 +869,7 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
     StopAttempt(d, w, grace_ms);
   }
 
-  absl::StatusOr<TaskPage> ListTasks(const TaskFilter& filter,
-                                     const std::vector<internal::LabelRequirement>& selector,
+  absl::StatusOr<TaskPage> ListTasks(const TaskFilter& filter, const LabelSelector& selector,
                                      int32_t page_size, uint64_t after, bool include_output) {
     absl::MutexLock lock(&mu_);
     TaskPage page;
@@ -901,7 +881,7 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
         continue;
       }
       if (!filter.session_id.empty() && t.session_id != filter.session_id) continue;
-      if (!internal::SelectorMatches(selector, t.spec.labels)) continue;
+      if (!selector.Matches(t.spec.labels)) continue;
       if (page.tasks.size() == limit) {
         page.next_page_token = absl::StrCat(page.tasks.empty() ? after : LastSeq(page), "");
         break;
@@ -2329,7 +2309,7 @@ absl::Status ValidateAndDefault(PoolSpec& spec) {
     return Invalid(
         absl::StrCat("spec.max_tasks_per_worker: ", spec.max_tasks_per_worker, " is negative"));
   }
-  SPINDLE_RETURN_IF_ERROR(PoolTable::ValidateLabels("spec.labels", spec.labels));
+  SPINDLE_RETURN_IF_ERROR(ValidateLabels("spec.labels", spec.labels));
   if (spec.kill_grace_ms == 0) spec.kill_grace_ms = 5'000;
   SPINDLE_RETURN_IF_ERROR(CheckRange("spec.kill_grace_ms", spec.kill_grace_ms, 1, 3'600'000));
   if (spec.max_output_bytes == 0) spec.max_output_bytes = 65'536;
@@ -2472,8 +2452,7 @@ absl::StatusOr<PoolTable::PoolPage> PoolTable::ListPools(const std::vector<PoolS
                                                          const std::string& page_token) {
   SPINDLE_RETURN_IF_ERROR(CheckRange("page_size", page_size, 0, 1000));
   SPINDLE_RETURN_IF_ERROR(ValidatePrefix("name_prefix", name_prefix));
-  SPINDLE_ASSIGN_OR_RETURN(auto selector,
-                           internal::ParseSelector("label_selector", label_selector));
+  SPINDLE_ASSIGN_OR_RETURN(auto selector, LabelSelector::Parse("label_selector", label_selector));
   if (!page_token.empty() && !ValidateName("page_token", page_token).ok()) {
     return Invalid(absl::StrCat("page_token: '", page_token, "' is not a token from ListPools"));
   }
@@ -2493,7 +2472,7 @@ absl::StatusOr<PoolTable::PoolPage> PoolTable::ListPools(const std::vector<PoolS
     if (!states.empty() && std::find(states.begin(), states.end(), v.state) == states.end()) {
       continue;
     }
-    if (!internal::SelectorMatches(selector, v.spec.labels)) continue;
+    if (!selector.Matches(v.spec.labels)) continue;
     if (page.pools.size() == limit) {
       page.next_page_token = page.pools.back().name;
       break;
@@ -2688,7 +2667,7 @@ absl::StatusOr<PoolTable::TaskPage> PoolTable::ListTasks(const std::string& pool
   SPINDLE_RETURN_IF_ERROR(ValidateName("pool", pool_name));
   SPINDLE_RETURN_IF_ERROR(CheckRange("page_size", page_size, 0, 1000));
   SPINDLE_ASSIGN_OR_RETURN(auto selector,
-                           internal::ParseSelector("label_selector", filter.label_selector));
+                           LabelSelector::Parse("label_selector", filter.label_selector));
   uint64_t after = 0;
   if (!page_token.empty() && !absl::SimpleAtoi(page_token, &after)) {
     return Invalid(absl::StrCat("page_token: '", page_token, "' is not a token from ListTasks"));

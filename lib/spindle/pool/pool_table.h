@@ -179,9 +179,6 @@ class PoolTable {
 
   // Validation helpers shared with the service: OK or INVALID_ARGUMENT naming `field`.
   static absl::Status ValidateRetryPolicy(const std::string& field, const RetryPolicy& policy);
-  static absl::Status ValidateLabels(const std::string& field,
-                                     const std::map<std::string, std::string>& labels);
-  static absl::Status ValidateSelector(const std::string& field, const std::string& selector);
 
   class Pool;
 

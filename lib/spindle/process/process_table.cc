@@ -28,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "spindle/common/labels.h"
 #include "spindle/common/names.h"
 #include "spindle/common/status.h"
 #include "spindle/coro/cancellation.h"
@@ -100,78 +101,6 @@ absl::Status NotFoundId(absl::string_view id) {
 }
 
 bool HasNul(absl::string_view s) { return s.find('\0') != absl::string_view::npos; }
-
-absl::Status ValidateLabelKey(absl::string_view field, absl::string_view key) {
-  if (key.empty() || key.size() > 63) {
-    return InvalidArgument("INVALID_LABEL",
-                           absl::StrCat(field, ": label key '", key, "' must be 1..63 bytes"));
-  }
-  for (char c : key) {
-    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '_' || c == '/' ||
-          c == '-')) {
-      return InvalidArgument("INVALID_LABEL", absl::StrCat(field, ": label key '", key,
-                                                           "' has invalid character (allowed: "
-                                                           "[a-z0-9._/-])"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-struct LabelRequirement {
-  enum Kind { kEquals, kNotEquals, kPresent, kAbsent } kind;
-  std::string key;
-  std::string value;
-};
-
-absl::StatusOr<std::vector<LabelRequirement>> ParseSelector(absl::string_view selector) {
-  std::vector<LabelRequirement> out;
-  if (selector.size() > 1024) {
-    return Invalid("label_selector: longer than 1024 bytes");
-  }
-  for (absl::string_view part : absl::StrSplit(selector, ',', absl::SkipWhitespace())) {
-    part = absl::StripAsciiWhitespace(part);
-    LabelRequirement r;
-    size_t ne = part.find("!=");
-    size_t eq = part.find('=');
-    if (ne != absl::string_view::npos) {
-      r = {LabelRequirement::kNotEquals, std::string(part.substr(0, ne)),
-           std::string(part.substr(ne + 2))};
-    } else if (eq != absl::string_view::npos) {
-      r = {LabelRequirement::kEquals, std::string(part.substr(0, eq)),
-           std::string(part.substr(eq + 1))};
-    } else if (absl::ConsumePrefix(&part, "!")) {
-      r = {LabelRequirement::kAbsent, std::string(part), ""};
-    } else {
-      r = {LabelRequirement::kPresent, std::string(part), ""};
-    }
-    r.key = std::string(absl::StripAsciiWhitespace(r.key));
-    SPINDLE_RETURN_IF_ERROR(ValidateLabelKey("label_selector", r.key));
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
-bool SelectorMatches(const std::vector<LabelRequirement>& reqs,
-                     const std::map<std::string, std::string>& labels) {
-  for (const auto& r : reqs) {
-    auto it = labels.find(r.key);
-    switch (r.kind) {
-      case LabelRequirement::kEquals:
-        if (it == labels.end() || it->second != r.value) return false;
-        break;
-      case LabelRequirement::kNotEquals:
-        if (it != labels.end() && it->second == r.value) return false;
-        break;
-      case LabelRequirement::kPresent:
-        if (it == labels.end()) return false;
-        break;
-      case LabelRequirement::kAbsent:
-        if (it != labels.end()) return false;
-        break;
-    }
-  }
-  return true;
-}
 
 ProcessUsage UsageFrom(const struct rusage& ru) {
   ProcessUsage u;
@@ -347,7 +276,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
 
   struct Watcher {
     ProcessFilter filter;
-    std::vector<LabelRequirement> selector;
+    LabelSelector selector;
     absl::AnyInvocable<void(const ProcessEvent&)> on_event;
     absl::Mutex call_mu;
     bool removed ABSL_GUARDED_BY(call_mu) = false;
@@ -531,8 +460,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     }
   }
 
-  static bool MatchesParsed(const ProcessFilter& filter,
-                            const std::vector<LabelRequirement>& selector,
+  static bool MatchesParsed(const ProcessFilter& filter, const LabelSelector& selector,
                             const ProcessView& view) {
     if (!filter.states.empty() && std::find(filter.states.begin(), filter.states.end(),
                                             view.status.state) == filter.states.end()) {
@@ -544,7 +472,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     if (!filter.session_id.empty() && view.spec.session_id != filter.session_id) {
       return false;
     }
-    return SelectorMatches(selector, view.spec.labels);
+    return selector.Matches(view.spec.labels);
   }
 
   // ---- spawn ----
@@ -1380,16 +1308,7 @@ absl::Status ProcessTable::ValidateAndDefault(ProcessSpec& spec, bool for_run,
   if (!spec.name.empty()) {
     SPINDLE_RETURN_IF_ERROR(ValidateName("spec.name", spec.name));
   }
-  if (spec.labels.size() > 32) {
-    return InvalidArgument("INVALID_LABEL", "spec.labels: more than 32 labels");
-  }
-  for (const auto& [k, v] : spec.labels) {
-    SPINDLE_RETURN_IF_ERROR(ValidateLabelKey("spec.labels", k));
-    if (v.size() > 256) {
-      return InvalidArgument("INVALID_LABEL",
-                             absl::StrCat("spec.labels['", k, "']: value longer than 256 bytes"));
-    }
-  }
+  SPINDLE_RETURN_IF_ERROR(ValidateLabels("spec.labels", spec.labels));
   if (spec.stdin_mode == StdinMode::kUnspecified) {
     spec.stdin_mode = spec.pty.has_value() ? StdinMode::kPipe : StdinMode::kNone;
   }
@@ -1686,13 +1605,13 @@ absl::StatusOr<ProcessView> ProcessTable::Get(absl::string_view id) const {
 }
 
 absl::Status ProcessTable::ValidateFilter(const ProcessFilter& filter) const {
-  SPINDLE_RETURN_IF_ERROR(ParseSelector(filter.label_selector).status());
+  SPINDLE_RETURN_IF_ERROR(LabelSelector::Parse("label_selector", filter.label_selector).status());
   SPINDLE_RETURN_IF_ERROR(ValidatePrefix("name_prefix", filter.name_prefix));
   return absl::OkStatus();
 }
 
 bool ProcessTable::Matches(const ProcessFilter& filter, const ProcessView& view) const {
-  auto selector = ParseSelector(filter.label_selector);
+  auto selector = LabelSelector::Parse("label_selector", filter.label_selector);
   return selector.ok() && Impl::MatchesParsed(filter, *selector, view);
 }
 
@@ -1710,7 +1629,8 @@ absl::StatusOr<ProcessTable::Page> ProcessTable::List(const ProcessFilter& filte
       return Invalid(absl::StrCat("page_token: '", page_token, "' is not a valid token"));
     }
   }
-  SPINDLE_ASSIGN_OR_RETURN(auto selector, ParseSelector(filter.label_selector));
+  SPINDLE_ASSIGN_OR_RETURN(auto selector,
+                           LabelSelector::Parse("label_selector", filter.label_selector));
   SPINDLE_RETURN_IF_ERROR(ValidatePrefix("name_prefix", filter.name_prefix));
   Page page;
   for (const auto& rec : impl_->All()) {
@@ -2081,7 +2001,8 @@ absl::Status ProcessTable::Resize(absl::string_view id, int rows, int cols) {
 uint64_t ProcessTable::Watch(ProcessFilter filter,
                              absl::AnyInvocable<void(const ProcessEvent&)> on_event) {
   auto w = std::make_shared<Impl::Watcher>();
-  w->selector = ParseSelector(filter.label_selector).value_or(std::vector<LabelRequirement>{});
+  w->selector =
+      LabelSelector::Parse("label_selector", filter.label_selector).value_or(LabelSelector());
   w->filter = std::move(filter);
   w->on_event = std::move(on_event);
   uint64_t id = impl_->next_watch_.fetch_add(1);

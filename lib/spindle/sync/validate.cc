@@ -18,35 +18,6 @@ std::string QuoteValue(absl::string_view value) {
   return absl::StrCat("'", out, "'");
 }
 
-absl::Status ValidateLabels(absl::string_view field, const Labels& labels) {
-  constexpr std::size_t kMaxLabels = 32;
-  if (labels.size() > kMaxLabels) {
-    return InvalidArgument(
-        "INVALID_LABELS", absl::StrCat(field, " has ", labels.size(), " entries; the limit is 32"));
-  }
-  for (const auto& [key, value] : labels) {
-    if (key.empty() || key.size() > 63) {
-      return InvalidArgument("INVALID_LABELS",
-                             absl::StrCat(field, " key ", QuoteValue(key), " must be 1..63 bytes"));
-    }
-    for (char c : key) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                c == '/' || c == '-';
-      if (!ok) {
-        return InvalidArgument(
-            "INVALID_LABELS", absl::StrCat(field, " key ", QuoteValue(key),
-                                           " has an invalid character (allowed: a-z 0-9 . _ / -)"));
-      }
-    }
-    if (value.size() > 256) {
-      return InvalidArgument(
-          "INVALID_LABELS",
-          absl::StrCat(field, " value of key ", QuoteValue(key), " is longer than 256 bytes"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidatePrintable(absl::string_view field, absl::string_view value,
                                std::size_t max_bytes) {
   if (value.size() > max_bytes) {

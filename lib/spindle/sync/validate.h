@@ -1,4 +1,5 @@
-// Validation shared by the session and lock tables: labels, printable text, idempotency keys.
+// Validation shared by the session and lock tables: printable text, durations, label matches
+// (labels themselves: spindle::ValidateLabels, spindle/common/labels.h).
 //
 // Thread-safety: free functions, all thread-safe.
 #ifndef SPINDLE_SYNC_VALIDATE_H_
@@ -9,13 +10,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "spindle/common/labels.h"
 #include "spindle/sync/types.h"
 
 namespace spindle::sync {
-
-// At most 32 entries; keys 1..63 bytes of [a-z0-9._/-]; values at most 256 bytes.
-// INVALID_ARGUMENT reason INVALID_LABELS naming `field` and the key.
-absl::Status ValidateLabels(absl::string_view field, const Labels& labels);
 
 // 0..max_bytes of printable ASCII. INVALID_ARGUMENT reason INVALID_ARGUMENT naming `field`.
 absl::Status ValidatePrintable(absl::string_view field, absl::string_view value,

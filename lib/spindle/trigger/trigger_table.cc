@@ -15,10 +15,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "spindle/common/labels.h"
 #include "spindle/common/names.h"
 #include "spindle/common/status.h"
 #include "spindle/trigger/cron.h"
-#include "spindle/trigger/labels.h"
 
 namespace spindle::trigger {
 

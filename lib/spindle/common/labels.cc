@@ -1,35 +1,39 @@
-#include "spindle/trigger/labels.h"
+#include "spindle/common/labels.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "spindle/common/status.h"
 
-namespace spindle::trigger {
+namespace spindle {
 namespace {
 
-constexpr size_t kMaxLabels = 32;
-constexpr size_t kMaxKeyBytes = 63;
-constexpr size_t kMaxValueBytes = 256;
+// 'key', escaped and cut at 64 bytes: a message stays readable whatever the client sent.
+std::string Quote(absl::string_view text) {
+  constexpr size_t kMaxQuoted = 64;
+  std::string out = absl::StrCat("'", absl::CEscape(text.substr(0, kMaxQuoted)));
+  absl::StrAppend(&out, text.size() > kMaxQuoted ? "...'" : "'");
+  return out;
+}
 
 bool IsKeyChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '/' ||
          c == '-';
 }
 
-absl::Status CheckKey(absl::string_view field, absl::string_view key, absl::string_view reason) {
-  if (key.empty() || key.size() > kMaxKeyBytes) {
-    return InvalidArgument(
-        reason, absl::StrCat(field, ": label key '", key, "' must be 1..", kMaxKeyBytes, " bytes"));
+// Empty when `key` is a valid label key, else what is wrong with it.
+std::string KeyProblem(absl::string_view key) {
+  if (key.empty() || key.size() > kMaxLabelKeyBytes) {
+    return absl::StrCat("label key ", Quote(key), " must be 1..", kMaxLabelKeyBytes, " bytes");
   }
   for (char c : key) {
     if (!IsKeyChar(c)) {
-      return InvalidArgument(
-          reason, absl::StrCat(field, ": label key '", key, "' may only hold [a-z0-9._/-]"));
+      return absl::StrCat("label key ", Quote(key), " may only hold [a-z0-9._/-]");
     }
   }
-  return absl::OkStatus();
+  return "";
 }
 
 }  // namespace
@@ -40,11 +44,13 @@ absl::Status ValidateLabels(absl::string_view field, const Labels& labels) {
                                                           " labels, at most ", kMaxLabels));
   }
   for (const auto& [key, value] : labels) {
-    SPINDLE_RETURN_IF_ERROR(CheckKey(field, key, "INVALID_LABELS"));
-    if (value.size() > kMaxValueBytes) {
+    if (std::string problem = KeyProblem(key); !problem.empty()) {
+      return InvalidArgument("INVALID_LABELS", absl::StrCat(field, ": ", problem));
+    }
+    if (value.size() > kMaxLabelValueBytes) {
       return InvalidArgument("INVALID_LABELS",
-                             absl::StrCat(field, ": value of '", key, "' is ", value.size(),
-                                          " bytes, at most ", kMaxValueBytes));
+                             absl::StrCat(field, ": value of ", Quote(key), " is ", value.size(),
+                                          " bytes, at most ", kMaxLabelValueBytes));
     }
   }
   return absl::OkStatus();
@@ -52,6 +58,10 @@ absl::Status ValidateLabels(absl::string_view field, const Labels& labels) {
 
 absl::StatusOr<LabelSelector> LabelSelector::Parse(absl::string_view field,
                                                    absl::string_view text) {
+  if (text.size() > kMaxSelectorBytes) {
+    return InvalidArgument("INVALID_SELECTOR", absl::StrCat(field, ": ", text.size(),
+                                                            " bytes, at most ", kMaxSelectorBytes));
+  }
   LabelSelector selector;
   if (absl::StripAsciiWhitespace(text).empty()) {
     return selector;
@@ -70,10 +80,9 @@ absl::StatusOr<LabelSelector> LabelSelector::Parse(absl::string_view field,
     } else {
       term = {Term::Op::kExists, std::string(item), ""};
     }
-    absl::Status key = CheckKey(field, term.key, "INVALID_SELECTOR");
-    if (!key.ok()) {
+    if (std::string problem = KeyProblem(term.key); !problem.empty()) {
       return InvalidArgument("INVALID_SELECTOR",
-                             absl::StrCat(field, ": '", text, "': ", key.message()));
+                             absl::StrCat(field, ": requirement ", Quote(item), ": ", problem));
     }
     selector.terms_.push_back(std::move(term));
   }
@@ -101,4 +110,4 @@ bool LabelSelector::Matches(const Labels& labels) const {
   return true;
 }
 
-}  // namespace spindle::trigger
+}  // namespace spindle
