@@ -27,12 +27,16 @@ WORKDIR /src
 COPY scripts/install-deps scripts/install-deps
 RUN scripts/install-deps --build-only && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+# Optimised with -O2 (RelWithDebInfo), then stripped. A build given a compiler cache at /ccache
+# (`buildah bud -v DIR:/ccache:ro`, as tests/deploy/image_test.sh does with the cache the build on
+# the host filled) reuses the objects compiled there from the same sources, read-only.
+RUN if [ -d /ccache ]; then export CCACHE_DIR=/ccache CCACHE_READONLY=true; fi \
+ && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_BENCH=OFF \
- && cmake --build /build -j "${JOBS}" --target spindled spindlectl \
+ && cmake --build build -j "${JOBS}" --target spindled spindlectl \
  && mkdir -p /out \
- && strip -o /out/spindled /build/services/spindled \
- && strip -o /out/spindlectl /build/services/spindlectl \
+ && strip -o /out/spindled build/services/spindled \
+ && strip -o /out/spindlectl build/services/spindlectl \
  && scripts/runtime-packages /out/spindled /out/spindlectl > /out/runtime-packages \
  && cat /out/runtime-packages
 

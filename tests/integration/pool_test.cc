@@ -25,10 +25,7 @@ using ::testing::HasSubstr;
 constexpr auto kCallBound = std::chrono::seconds(30);
 
 // python/spindle_worker.py of this source tree.
-std::string WorkerPy() {
-  std::string file = __FILE__;
-  return file.substr(0, file.rfind("/tests/")) + "/python/spindle_worker.py";
-}
+std::string WorkerPy() { return std::string(SPINDLE_SOURCE_DIR) + "/python/spindle_worker.py"; }
 
 class PoolTest : public testing::InProcessServerTest {
  protected:
