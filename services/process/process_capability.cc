@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "services/metrics/function_collector.h"
+#include "services/process/cgroup_setup.h"
 #include "services/process/process_metrics.h"
 #include "services/process/process_service.h"
 #include "services/process/spawn_policy_setup.h"
@@ -44,6 +45,7 @@ class ProcessCapability final : public Capability {
  public:
   explicit ProcessCapability(CapabilityContext& context)
       : policy_(context.config.spawn_policy),
+        cgroups_enabled_(context.config.cgroup_tree != nullptr),
         metrics_(context.registry),
         sessions_(context.sessions),
         table_(Options(context.config), process::MakeLinuxSpawner(), context.executor,
@@ -67,10 +69,13 @@ class ProcessCapability final : public Capability {
   std::vector<std::shared_ptr<prometheus::Collectable>> Collectors() override {
     process::ProcessTable* table = &table_;
     std::shared_ptr<process::SpawnPolicy> policy = policy_;
-    return {std::make_shared<FunctionCollector>(
-                [table]() { return ProcessMetrics::CollectStates(table->Stats()); }),
-            std::make_shared<FunctionCollector>(
-                [policy]() { return CollectRejections(policy.get()); })};
+    bool cgroups = cgroups_enabled_;
+    return {
+        std::make_shared<FunctionCollector>(
+            [table]() { return ProcessMetrics::CollectStates(table->Stats()); }),
+        std::make_shared<FunctionCollector>([policy]() { return CollectRejections(policy.get()); }),
+        std::make_shared<FunctionCollector>(
+            [cgroups]() { return CollectCgroupsEnabled(cgroups); })};
   }
 
   void BeginShutdown() override { service_.BeginShutdown(); }
@@ -85,11 +90,13 @@ class ProcessCapability final : public Capability {
     options.reap_orphans = ::prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0 && subreaper != 0;
     options.allow_run_as = ::geteuid() == 0;
     options.spawn_policy = config.spawn_policy;
+    options.cgroups = config.cgroup_tree;
     return options;
   }
 
   // Shared with the pools (they read it from the config too); counted in spindle_rejections_total.
   const std::shared_ptr<process::SpawnPolicy> policy_;
+  const bool cgroups_enabled_;
   ProcessMetrics metrics_;
   LateSessionHooks sessions_;
   process::ProcessTable table_;

@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 
 namespace spindle::process {
+class CgroupTree;
 class SpawnPolicy;
 }  // namespace spindle::process
 
@@ -70,6 +71,11 @@ struct ServerConfig {
   // bad file stops the start); every capability that spawns processes shares the one object.
   std::string spawn_policy_file;
   std::shared_ptr<process::SpawnPolicy> spawn_policy;
+  // Cgroup v2 for process trees (docs/api/processes.md): "auto" uses it where the host allows,
+  // "off" never, "required" fails the start without it. SpindleServer::Start probes and sets
+  // `cgroup_tree` (null: not used) unless it is already set.
+  std::string cgroups = "auto";
+  std::shared_ptr<process::CgroupTree> cgroup_tree;
 };
 
 }  // namespace spindle::services

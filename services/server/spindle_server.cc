@@ -18,6 +18,7 @@
 #include "services/metrics/function_collector.h"
 #include "services/metrics/process_metrics.h"
 #include "services/pool/pool_capability.h"
+#include "services/process/cgroup_setup.h"
 #include "services/process/process_capability.h"
 #include "services/process/spawn_policy_setup.h"
 #include "services/queue/queue_capability.h"
@@ -107,6 +108,7 @@ absl::StatusOr<std::unique_ptr<SpindleServer>> SpindleServer::Start(const Server
   // The spawn policy is read once, here: a bad file stops the start (docs/SECURITY.md).
   ServerConfig loaded = config;
   SPINDLE_RETURN_IF_ERROR(LoadSpawnPolicy(loaded));
+  SPINDLE_RETURN_IF_ERROR(SetUpCgroups(loaded));
   std::unique_ptr<SpindleServer> server(new SpindleServer(std::move(loaded)));
   SPINDLE_RETURN_IF_ERROR(server->Init());
   return server;

@@ -102,6 +102,12 @@ void AddFlags(CLI::App& app, ServerConfig& config, int64_t& grace_ms) {
                  "environment, working directories, live processes per client "
                  "(docs/SECURITY.md); read at start, a bad file stops it")
       ->envname("SPINDLE_SPAWN_POLICY");
+  app.add_option("--cgroups", config.cgroups,
+                 "cgroup v2 per spawned process, so killing its tree reaches every descendant: "
+                 "auto (where the host allows it), off, or required (start fails without it)")
+      ->envname("SPINDLE_CGROUPS")
+      ->check(CLI::IsMember({"auto", "off", "required"}))
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error or off")
       ->envname("SPINDLE_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))

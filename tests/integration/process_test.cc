@@ -6,15 +6,18 @@
 #include <grpcpp/security/credentials.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -23,6 +26,8 @@
 #include "absl/time/clock.h"
 #include "services/common/status_convert.h"
 #include "services/server/spindle_server.h"
+#include "spindle/common/status.h"
+#include "spindle/process/cgroup.h"
 #include "spindle/v1/process.grpc.pb.h"
 #include "tests/support/spindled_process.h"
 
@@ -70,6 +75,43 @@ std::vector<std::pair<pid_t, char>> ChildStates(pid_t pid) {
   }
   ::closedir(dir);
   return out;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// The state letter of `pid` from /proc; 'X' when it is gone.
+char StateOf(pid_t pid) {
+  std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  size_t close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() ? 'X' : stat[close + 2];
+}
+
+bool Dead(pid_t pid) { return StateOf(pid) == 'Z' || StateOf(pid) == 'X'; }
+
+// The cgroup v2 directory `pid` is in; empty without cgroup v2.
+std::string CgroupDirOf(pid_t pid) {
+  auto mount = process::FindCgroup2Mount(ReadFile("/proc/self/mountinfo"));
+  auto path = process::UnifiedCgroupPath(ReadFile(absl::StrCat("/proc/", pid, "/cgroup")));
+  if (!mount.has_value() || !path.has_value()) return "";
+  absl::string_view relative = *path;
+  if (mount->root != "/") absl::ConsumePrefix(&relative, mount->root);
+  return absl::StrCat(mount->mount_point, relative == "/" ? "" : relative);
+}
+
+// Whether the server at `metrics_address` gives processes cgroups (its own probe's answer).
+bool CgroupsEnabled(const std::string& metrics_address) {
+  auto body = testing::HttpGet(metrics_address, "/metrics");
+  return body.ok() && absl::StrContains(*body, "\nspindle_process_cgroups_enabled 1");
 }
 
 int64_t RssBytes() {
@@ -665,6 +707,131 @@ TEST(SpindledProcessTreeTest, TerminateKillsDaemonisedGrandchildAndReapsIt) {
   until = absl::Now() + absl::Seconds(10);
   while (zombies() > 0 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(zombies(), 0);
+  // A clean shutdown, so its cgroups (when it used them) go too.
+  EXPECT_TRUE(spindled.SignalAndWait(SIGTERM, absl::Seconds(30)).has_value());
+}
+
+// A descendant that double-forks, calls setsid() and clears its environment leaves the process
+// tree and drops the cookie; its cgroup still holds it, so TerminateProcess kills it.
+TEST_F(ProcessServiceTest, TerminateKillsADaemonThatEscapedTheTreeThroughItsCgroup) {
+  if (!CgroupsEnabled(server_->metrics_address())) {
+    GTEST_SKIP() << "the server found no usable cgroup v2 (spindle_process_cgroups_enabled 0)";
+  }
+  v1::ProcessSpec spec =
+      Spec({"/bin/sh", "-c",
+            "trap '' TERM; sh -c 'setsid env -i /bin/sh -c \"$0\" &' \"$1\"; exec sleep 100", "sh",
+            "trap '' TERM; echo $$; exec sleep 100"});
+  spec.set_kill_grace_ms(300);
+  v1::Process spawned = Spawn(spec);
+  ASSERT_FALSE(spawned.id().empty());
+  pid_t root = static_cast<pid_t>(spawned.status().pid());
+  // The daemon prints its pid.
+  v1::ReadOutputRequest read;
+  read.set_process_id(spawned.id());
+  read.set_follow(true);
+  auto read_context = Context(10);
+  auto reader = stub_->ReadOutput(read_context.get(), read);
+  v1::ReadOutputResponse got;
+  ASSERT_TRUE(reader->Read(&got));
+  pid_t daemon = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(got.chunk().data()), &daemon));
+  read_context->TryCancel();
+  reader->Finish();
+  EXPECT_FALSE(absl::StrContains(ReadFile(absl::StrCat("/proc/", daemon, "/environ")),
+                                 "SPINDLE_PROCESS_ID"));
+  // Both are in the process's own cgroup, named after it, while it runs.
+  std::string dir = CgroupDirOf(root);
+  EXPECT_TRUE(absl::EndsWith(dir, absl::StrCat("/", spawned.id()))) << dir;
+  EXPECT_TRUE(Exists(dir));
+  EXPECT_EQ(CgroupDirOf(daemon), dir);
+
+  v1::TerminateProcessRequest terminate;
+  terminate.set_process_id(spawned.id());
+  terminate.set_wait(true);
+  v1::TerminateProcessResponse terminated;
+  auto context = Context(10);
+  ASSERT_TRUE(stub_->TerminateProcess(context.get(), terminate, &terminated).ok());
+  EXPECT_EQ(terminated.process().status().exit().signal_name(), "SIGKILL");
+  absl::Time until = absl::Now() + absl::Seconds(10);
+  while (!Dead(daemon) && absl::Now() < until) absl::SleepFor(absl::Milliseconds(10));
+  if (!Dead(daemon)) ::kill(daemon, SIGKILL);  // Started by this test: do not leave it behind.
+  EXPECT_TRUE(Dead(daemon)) << "daemon " << daemon << " escaped";
+  // Its cgroup goes once the last member is gone (at once, or at the next housekeeping).
+  until = absl::Now() + absl::Seconds(10);
+  while (Exists(dir) && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(Exists(dir)) << dir;
+}
+
+TEST_F(ProcessServiceTest, MetricsSayWhetherCgroupsAreUsed) {
+  auto body = testing::HttpGet(server_->metrics_address(), "/metrics");
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_THAT(*body, HasSubstr("spindle_process_cgroups_enabled"));
+}
+
+// --cgroups=off: processes stay in the server's cgroup and no directory is made.
+TEST(ProcessCgroupsFlagTest, OffKeepsProcessesInTheServersCgroup) {
+  services::ServerConfig config = EphemeralConfig();
+  config.cgroups = "off";
+  auto server = services::SpindleServer::Start(config);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_FALSE(CgroupsEnabled((*server)->metrics_address()));
+  auto stub = v1::ProcessService::NewStub(
+      grpc::CreateChannel((*server)->listen_address(), grpc::InsecureChannelCredentials()));
+  v1::RunRequest run;
+  for (std::string a : {"/bin/sh", "-c", "cat /proc/self/cgroup"}) {
+    run.mutable_spec()->mutable_command()->add_argv(a);
+  }
+  v1::RunResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  ASSERT_TRUE(stub->Run(&context, run, &response).ok());
+  EXPECT_EQ(response.stdout_data(), ReadFile("/proc/self/cgroup"));
+}
+
+TEST(ProcessCgroupsFlagTest, BadValueIsRejected) {
+  services::ServerConfig config = EphemeralConfig();
+  config.cgroups = "sometimes";
+  auto server = services::SpindleServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("--cgroups: 'sometimes'"));
+
+  auto result = testing::RunCommand({testing::SpindledPath(), "--listen", "127.0.0.1:0",
+                                     "--metrics-listen", "", "--cgroups=sometimes"});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->exit.exited);
+  EXPECT_EQ(result->exit.code, 2);
+  EXPECT_THAT(result->err, HasSubstr("--cgroups"));
+}
+
+// The real binary with --cgroups=required, where the host allows it: started, and its parent
+// cgroup is gone after a clean shutdown.
+TEST(ProcessCgroupsFlagTest, RequiredStartsWhereCgroupsWorkAndCleansUpOnShutdown) {
+  if (!process::CgroupTree::Create(false).ok()) {
+    GTEST_SKIP() << "cgroup v2 is not usable on this host";
+  }
+  testing::SpindledProcess spindled;
+  ASSERT_TRUE(spindled.Start({"--cgroups=required"}).ok()) << spindled.logs();
+  std::string logs = spindled.logs();
+  auto at = logs.find("event=cgroups enabled=true mode=required dir=");
+  ASSERT_NE(at, std::string::npos) << logs;
+  std::string dir =
+      logs.substr(at + std::string("event=cgroups enabled=true mode=required dir=").size());
+  dir = dir.substr(0, dir.find('\n'));
+  EXPECT_TRUE(Exists(dir)) << dir;
+  auto stub = v1::ProcessService::NewStub(
+      grpc::CreateChannel(spindled.address(), grpc::InsecureChannelCredentials()));
+  v1::SpawnRequest spawn;
+  spawn.mutable_spec()->mutable_command()->add_argv("/bin/sleep");
+  spawn.mutable_spec()->mutable_command()->add_argv("100");
+  v1::SpawnResponse spawned;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  ASSERT_TRUE(stub->Spawn(&context, spawn, &spawned).ok());
+  EXPECT_TRUE(Exists(absl::StrCat(dir, "/", spawned.process().id())));
+  auto exit = spindled.SignalAndWait(SIGTERM, absl::Seconds(30));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_FALSE(Exists(dir)) << dir << " left behind; log:\n" << spindled.logs();
 }
 
 }  // namespace

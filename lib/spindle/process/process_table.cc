@@ -20,6 +20,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -34,6 +35,7 @@
 #include "spindle/coro/cancellation.h"
 #include "spindle/coro/executor.h"
 #include "spindle/coro/task.h"
+#include "spindle/process/cgroup.h"
 #include "spindle/process/output_ring.h"
 #include "spindle/process/process_tree.h"
 #include "spindle/process/signals.h"
@@ -151,8 +153,9 @@ struct Record {
 
   const std::string id;
   const uint64_t seq;
-  ProcessSpec spec;           // Constant after Spawn (stdin_data kept for restarts of DATA).
-  SpawnOptions options;       // Constant after Spawn.
+  ProcessSpec spec;  // Constant after Spawn (stdin_data kept for restarts of DATA).
+  // Constant after Spawn, but for the cgroup_* fields: set for each run by StartRunLocked.
+  SpawnOptions options;
   std::string owner;          // Constant after Spawn: the identity counted by the spawn policy.
   int stop_signal = SIGTERM;  // Constant after Spawn.
   absl::Duration kill_grace;  // Constant after Spawn.
@@ -174,6 +177,9 @@ struct Record {
   bool run_exited ABSL_GUARDED_BY(mu) = false;  // Reaped.
   pid_t pid ABSL_GUARDED_BY(mu) = 0;
   UniqueFd pidfd ABSL_GUARDED_BY(mu);
+  // This process's cgroup directory (shared by its runs); empty: none (cgroups off, or removed
+  // after the last member left).
+  std::string cgroup ABSL_GUARDED_BY(mu);
   absl::Time run_started ABSL_GUARDED_BY(mu);
   std::unique_ptr<coro::CancellationSource> run_cancel ABSL_GUARDED_BY(mu);
   int open_readers ABSL_GUARDED_BY(mu) = 0;
@@ -292,6 +298,13 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
   std::mt19937_64 rng_ ABSL_GUARDED_BY(rng_mu_);
 
   OrphanReaper reaper_;
+
+  // Cgroups whose rmdir failed because descendants outlived their process, retried at
+  // housekeeping. The record decides (under its mu) whether the directory is still its own; an
+  // expired record no longer needs it. Lock order: a record's mu, then cgroups_mu_.
+  absl::Mutex cgroups_mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<Record>> busy_cgroups_
+      ABSL_GUARDED_BY(cgroups_mu_);
 
   // ---- lookup ----
   Shard& ShardFor(absl::string_view id) {
@@ -554,8 +567,21 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
   absl::Status StartRunLocked(const std::shared_ptr<Record>& rec_ptr, Pending& pending)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(rec_ptr->mu) {
     Record& rec = *rec_ptr;
+    absl::StatusOr<UniqueFd> cgroup_procs = JoinableCgroupLocked(rec);
+    if (!cgroup_procs.ok()) {
+      return cgroup_procs.status();
+    }
+    rec.options.cgroup_procs_fd = cgroup_procs->get();
+    rec.options.cgroup_required = options_.cgroups != nullptr && options_.cgroups->required();
+    rec.options.cgroup_dir = rec.cgroup;
     absl::Time begin = absl::Now();
     absl::StatusOr<SpawnedChild> child = spawner_->Spawn(rec.options);
+    rec.options.cgroup_procs_fd = -1;
+    cgroup_procs->Reset();
+    if (!child.ok() || !child->joined_cgroup) {
+      // Nobody joined: the run is tracked through /proc and the cookie only.
+      ReleaseCgroupLocked(rec_ptr);
+    }
     if (observer_ != nullptr) {
       observer_->OnSpawn(child.ok()                                ? "ok"
                          : Reason(child.status()) == "EXEC_FAILED" ? "exec_failed"
@@ -636,6 +662,72 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
       StartStdinWriteLocked(rec_ptr, std::move(w), pending);
     }
     return absl::OkStatus();
+  }
+
+  // ---- cgroups ----
+  // An fd of the cgroup.procs of `rec`'s cgroup (made on first use) for the next child to join;
+  // an invalid fd without cgroups. In auto mode a cgroup that cannot be made or opened only costs
+  // the airtight kill (the run is tracked as without cgroups); with --cgroups=required it fails
+  // the spawn.
+  absl::StatusOr<UniqueFd> JoinableCgroupLocked(Record& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rec.mu) {
+    if (options_.cgroups == nullptr) {
+      return UniqueFd();
+    }
+    if (rec.cgroup.empty()) {
+      absl::StatusOr<std::string> dir = options_.cgroups->MakeProcessCgroup(rec.id);
+      if (!dir.ok()) {
+        return options_.cgroups->required() ? dir.status() : absl::StatusOr<UniqueFd>(UniqueFd());
+      }
+      rec.cgroup = *std::move(dir);
+    }
+    absl::StatusOr<UniqueFd> fd = OpenCgroupProcs(rec.cgroup);
+    if (!fd.ok() && !options_.cgroups->required()) {
+      return UniqueFd();
+    }
+    return fd;
+  }
+
+  // Removes `rec`'s cgroup once no run is live and its last member is gone; while descendants
+  // that outlived the process keep it, housekeeping retries.
+  void ReleaseCgroupLocked(const std::shared_ptr<Record>& rec_ptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rec_ptr->mu) {
+    Record& rec = *rec_ptr;
+    if (rec.cgroup.empty()) {
+      return;
+    }
+    absl::MutexLock lock(&cgroups_mu_);
+    if (RemoveCgroup(rec.cgroup)) {
+      busy_cgroups_.erase(rec.cgroup);
+      rec.cgroup.clear();
+    } else {
+      busy_cgroups_[rec.cgroup] = rec_ptr;
+    }
+  }
+
+  // Retries the removal of cgroups that still had members. A record's directory is only removed
+  // between runs (under its mu), so a child about to join never loses its cgroup.
+  void RetryBusyCgroups() {
+    std::vector<std::pair<std::string, std::weak_ptr<Record>>> busy;
+    {
+      absl::MutexLock lock(&cgroups_mu_);
+      busy.assign(busy_cgroups_.begin(), busy_cgroups_.end());
+    }
+    for (auto& [dir, weak_rec] : busy) {
+      if (std::shared_ptr<Record> rec = weak_rec.lock()) {
+        absl::MutexLock rec_lock(&rec->mu);
+        if (rec->cgroup != dir) {
+          absl::MutexLock lock(&cgroups_mu_);
+          busy_cgroups_.erase(dir);
+        } else if (!rec->run_live) {
+          ReleaseCgroupLocked(rec);
+        }
+        continue;
+      }
+      absl::MutexLock lock(&cgroups_mu_);  // Forgotten: the directory is nobody's any more.
+      if (RemoveCgroup(dir)) {
+        busy_cgroups_.erase(dir);
+      }
+    }
   }
 
   // ---- coroutines ----
@@ -740,6 +832,9 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
       if (rec->stopping) {
         ::kill(-pid, SIGKILL);
         SignalAll(FindTree(0, rec->id, TrackedFn()), SIGKILL);
+        if (!rec->cgroup.empty()) {
+          KillCgroup(rec->cgroup);
+        }
       }
       // Stop the readers (after a last drain: the child's final output is in the pipes) and a
       // pending stdin write.
@@ -795,6 +890,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     }
     rec.run_live = false;
     CancelTimersLocked(rec);
+    ReleaseCgroupLocked(rec_ptr);
     const siginfo_t& info = rec.exit_info;
     ProcessExit exit;
     bool killed = info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
@@ -1004,15 +1100,29 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
   int KillTreeLocked(Record& rec, int signal) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rec.mu) {
     // Find the tree before signalling anyone: once the root dies, its children are reparented and
     // no longer found under it.
-    std::vector<pid_t> tree = FindTree(rec.pid, rec.id, TrackedFn());
-    std::vector<pid_t> others;
-    for (pid_t p : tree) {
-      if (p != rec.pid) others.push_back(p);
+    std::vector<pid_t> others = TreeOthersLocked(rec);
+    int delivered = 0;
+    if (signal == SIGKILL && !rec.cgroup.empty()) {
+      delivered += KillCgroup(rec.cgroup);  // Atomic against forks; the root is a member too.
     }
-    int delivered = SignalAll(others, signal);
+    delivered += SignalAll(others, signal);
     if (rec.pid > 0) ::kill(-rec.pid, signal);
     if (rec.pidfd.valid() && PidfdSignal(rec.pidfd.get(), signal) == 0) delivered++;
     return delivered;
+  }
+
+  // Every descendant of the live run but its root: the /proc tree, the cookie carriers and the
+  // members of its cgroup (which include those that escaped both).
+  std::vector<pid_t> TreeOthersLocked(const Record& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rec.mu) {
+    std::vector<pid_t> tree = FindTree(rec.pid, rec.id, TrackedFn());
+    if (!rec.cgroup.empty()) {
+      absl::flat_hash_set<pid_t> known(tree.begin(), tree.end());
+      for (pid_t member : CgroupMembers(rec.cgroup)) {
+        if (known.insert(member).second) tree.push_back(member);
+      }
+    }
+    std::erase(tree, rec.pid);
+    return tree;
   }
 
   void BeginStopLocked(const std::shared_ptr<Record>& rec_ptr, int signal, absl::Duration grace,
@@ -1143,6 +1253,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
       return;
     }
     rec->forgotten = true;
+    ReleaseCgroupLocked(rec);
     ProcessEvent event;
     event.type = EventType::kDeleted;
     event.time = timers_.Now();
@@ -1204,6 +1315,7 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     if (options_.reap_orphans) {
       reaper_.Sweep(TrackedFn());
     }
+    RetryBusyCgroups();
     EnforceRetention(false);
     {
       absl::Time now = timers_.Now();
@@ -1733,7 +1845,8 @@ absl::StatusOr<int> ProcessTable::Signal(absl::string_view id, int signal, Signa
       }
       return static_cast<int>(ChildrenOf(rec->pid).size()) + 1;
     case SignalTarget::kTree: {
-      std::vector<pid_t> tree = FindTree(rec->pid, rec->id, impl_->TrackedFn());
+      std::vector<pid_t> tree = impl_->TreeOthersLocked(*rec);
+      tree.push_back(rec->pid);
       return SignalAll(tree, signal);
     }
     default:

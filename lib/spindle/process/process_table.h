@@ -6,7 +6,10 @@
 //    exit) and one per captured pipe reads it when readable. No thread per process.
 //  - States follow supervisord (STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL), with restart
 //    policies (backoff with cap and jitter, max restarts, min uptime, max start failures),
-//    wall-clock timeouts, stop signal + grace + SIGKILL of the whole tree (process_tree.h).
+//    wall-clock timeouts, stop signal + grace + SIGKILL of the whole tree (process_tree.h). With
+//    cgroups (options.cgroups, cgroup.h) every process is born in a cgroup of its own, the stop
+//    signal also reaches every member and the SIGKILL is cgroup.kill: nothing escapes. The cgroup
+//    is removed once the process exited and its last member is gone (retried at housekeeping).
 //  - Output goes into one OutputRing per captured stream (bounded memory); stdin pipes are written
 //    with back-pressure (WriteStdin completes when the pipe took the bytes).
 //  - Waiting (Wait, WaitChange, WriteStdin completion, Terminate with wait) is by callbacks: the
@@ -34,6 +37,7 @@
 #include "absl/time/time.h"
 #include "spindle/common/session_hooks.h"
 #include "spindle/common/timer.h"
+#include "spindle/process/cgroup.h"
 #include "spindle/process/spawn_policy.h"
 #include "spindle/process/spawner.h"
 #include "spindle/process/types.h"
@@ -64,6 +68,9 @@ struct ProcessTableOptions {
   bool allow_run_as = false;
   // The spawn policy every spec must pass (spawn_policy.h); null: none. Shared with the pools.
   std::shared_ptr<SpawnPolicy> spawn_policy;
+  // Where each process gets a cgroup of its own (cgroup.h); null: cgroups off, trees are found
+  // through /proc and the environment cookie only (process_tree.h).
+  std::shared_ptr<CgroupTree> cgroups;
 };
 
 // Events for metrics (services/process binds them to prometheus). Called without locks held, on

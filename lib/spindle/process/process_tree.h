@@ -4,8 +4,9 @@
 // Descendants are found two ways: the live tree under the root (/proc/<pid>/task/*/children), and
 // spindled's own children that are not tracked processes (orphans reparented to it) whose
 // environment carries the process's cookie (SPINDLE_PROCESS_ID=<id>, set at spawn), with their
-// trees. A descendant that both left the tree and scrubbed its environment escapes; cgroups would
-// close that gap and are not used yet.
+// trees. A descendant that both left the tree and scrubbed its environment escapes these two; where
+// cgroup v2 is usable the process table closes that gap with a cgroup per process (cgroup.h),
+// whose members it signals too and which it kills with cgroup.kill.
 //
 // Thread-safety: free functions and a thread-safe OrphanReaper.
 #ifndef SPINDLE_PROCESS_PROCESS_TREE_H_

@@ -49,6 +49,9 @@ enum Step : int {
   kStepGid,
   kStepUid,
   kStepExec,
+  kStepCgroup,
+  // Not a failure: the child runs on outside its cgroup (cgroup_required false).
+  kStepCgroupSkipped,
 };
 
 struct ChildError {
@@ -68,6 +71,8 @@ struct ChildArgs {
   int error_fd;   // Write end of the error pipe (O_CLOEXEC: closed by a successful exec).
   int pty_slave;  // >= 0: make it the controlling terminal.
   bool new_session;
+  int cgroup_procs_fd;  // -1: none.
+  bool cgroup_required;
   const std::pair<int, rlim_t>* rlimits;
   size_t rlimit_count;
   bool set_nice;
@@ -82,11 +87,28 @@ struct ChildArgs {
   sigset_t parent_mask;
 };
 
-[[noreturn]] void ChildFail(const ChildArgs& a, int step) {
+// Reports `step` and errno to the parent without failing.
+void ChildReport(const ChildArgs& a, int step) {
   ChildError e{step, errno};
   ssize_t ignored = ::write(a.error_fd, &e, sizeof(e));
   (void)ignored;
+}
+
+[[noreturn]] void ChildFail(const ChildArgs& a, int step) {
+  ChildReport(a, step);
   ::_exit(127);
+}
+
+// Joins the cgroup first: nothing has been started yet, so every descendant is born inside it, and
+// the child still has spindled's privileges (run_as comes later).
+void ChildJoinCgroup(const ChildArgs& a) {
+  if (a.cgroup_procs_fd < 0 || ::write(a.cgroup_procs_fd, "0", 1) == 1) {
+    return;
+  }
+  if (a.cgroup_required) {
+    ChildFail(a, kStepCgroup);
+  }
+  ChildReport(a, kStepCgroupSkipped);
 }
 
 // Moves `fd` to `target` (dup2 clears O_CLOEXEC on the copy; same fd: clear it by hand).
@@ -109,6 +131,7 @@ int ChildMain(void* arg) {
       ::sigaction(sig, &dfl, nullptr);  // EINVAL for the few glibc reserves: fine.
     }
   }
+  ChildJoinCgroup(a);
   if (a.new_session || a.pty_slave >= 0) {
     if (::setsid() < 0) {
       ChildFail(a, kStepSession);
@@ -186,6 +209,8 @@ std::string StepText(const ChildError& e, const SpawnOptions& o, const std::stri
       return "cannot set up stdio";
     case kStepCloseFds:
       return "cannot close inherited fds";
+    case kStepCgroup:
+      return absl::StrCat("cannot join cgroup '", o.cgroup_dir, "'");
     default:
       return "child setup failed";
   }
@@ -249,6 +274,16 @@ char* ChildStackTop() {
     stack = static_cast<char*>(p);
   }
   return stack + kStackBytes;
+}
+
+// Reads one report of the child from the error pipe: sizeof(ChildError) bytes, or 0 at EOF (a
+// successful exec closed it).
+ssize_t ReadChildReport(int fd, ChildError& error) {
+  ssize_t n;
+  do {
+    n = ::read(fd, &error, sizeof(error));
+  } while (n < 0 && errno == EINTR);
+  return n;
 }
 
 class LinuxSpawner final : public Spawner {
@@ -340,6 +375,8 @@ absl::StatusOr<SpawnedChild> LinuxSpawner::Spawn(const SpawnOptions& o) {
   }
   args.error_fd = error_write.get();
   args.new_session = o.new_session;
+  args.cgroup_procs_fd = o.cgroup_procs_fd;
+  args.cgroup_required = o.cgroup_required;
   args.rlimits = o.rlimits.data();
   args.rlimit_count = o.rlimits.size();
   args.set_nice = o.nice.has_value();
@@ -391,10 +428,12 @@ absl::StatusOr<SpawnedChild> LinuxSpawner::Spawn(const SpawnOptions& o) {
   error_write.Reset();
 
   ChildError error{};
-  ssize_t n;
-  do {
-    n = ::read(error_read.get(), &error, sizeof(error));
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = ReadChildReport(error_read.get(), error);
+  if (n == static_cast<ssize_t>(sizeof(error)) && error.step == kStepCgroupSkipped) {
+    child.cgroup_errno = error.err;
+    n = ReadChildReport(error_read.get(), error);
+  }
+  child.joined_cgroup = o.cgroup_procs_fd >= 0 && child.cgroup_errno == 0;
   if (n == static_cast<ssize_t>(sizeof(error))) {
     // The child exited 127 without running anything: reap it here, it was never a process.
     siginfo_t info;

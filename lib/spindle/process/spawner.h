@@ -11,6 +11,11 @@
 // child exits 127; the parent reads the pipe, reaps the child and returns FAILED_PRECONDITION
 // (reason EXEC_FAILED) with the errno text, so a missing binary never looks like "exited 127".
 //
+// With SpawnOptions::cgroup_procs_fd the child first joins that cgroup (cgroup.h) by writing "0"
+// to it, before anything else and while still privileged, so everything it ever starts is born
+// inside. A failed join fails the spawn when cgroup_required; otherwise the child is reported
+// through the error pipe as running outside (SpawnedChild::cgroup_errno) and goes on.
+//
 // Thread-safety: thread-safe; Spawn may run on many threads at once.
 #ifndef SPINDLE_PROCESS_SPAWNER_H_
 #define SPINDLE_PROCESS_SPAWNER_H_
@@ -51,6 +56,13 @@ struct SpawnOptions {
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
   std::optional<std::vector<gid_t>> groups;  // Set: setgroups(groups).
+  // cgroup.procs of the cgroup the child joins before exec, opened O_WRONLY by the caller (who
+  // keeps owning it); -1: the child stays in spindled's cgroup.
+  int cgroup_procs_fd = -1;
+  std::string cgroup_dir;  // That cgroup's directory, for error messages.
+  // A child that cannot join fails the spawn (EXEC_FAILED "cannot join cgroup '<dir>': <errno
+  // text>"); false: it runs outside the cgroup.
+  bool cgroup_required = false;
 };
 
 // A started child. Pipe ends are non-blocking and close-on-exec; absent ones are invalid.
@@ -60,6 +72,9 @@ struct SpawnedChild {
   UniqueFd stdin_fd;   // Write end (kPipe), or the pty master (dup).
   UniqueFd stdout_fd;  // Read end (kPipe or merged), or the pty master.
   UniqueFd stderr_fd;  // Read end (kPipe).
+  // With cgroup_procs_fd: whether the child joined the cgroup, and else why not (errno).
+  bool joined_cgroup = false;
+  int cgroup_errno = 0;
 };
 
 class Spawner {

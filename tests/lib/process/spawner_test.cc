@@ -1,5 +1,6 @@
 #include "spindle/process/spawner.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -156,6 +157,44 @@ TEST(SpawnerTest, DiscardedOutputGoesToDevNull) {
   auto child = spawner->Spawn(o);
   ASSERT_TRUE(child.ok());
   EXPECT_FALSE(child->stdout_fd.valid());
+  EXPECT_EQ(Reap(*child), 0);
+}
+
+// A cgroup.procs fd the child cannot write (read-only): the join fails in the child.
+TEST(SpawnerTest, AFailedCgroupJoinFailsTheSpawnWhenRequired) {
+  int read_only = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(read_only, 0);
+  SpawnOptions o = Command({"/bin/true"});
+  o.cgroup_procs_fd = read_only;
+  o.cgroup_dir = "/sys/fs/cgroup/x";
+  o.cgroup_required = true;
+  auto child = MakeLinuxSpawner()->Spawn(o);
+  ::close(read_only);
+  ASSERT_FALSE(child.ok());
+  EXPECT_EQ(child.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Reason(child.status()), "EXEC_FAILED");
+  EXPECT_EQ(child.status().message(), "cannot join cgroup '/sys/fs/cgroup/x': Bad file descriptor");
+}
+
+TEST(SpawnerTest, AFailedCgroupJoinIsReportedAndTheChildRunsWhenNotRequired) {
+  int read_only = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(read_only, 0);
+  SpawnOptions o = Command({"/bin/sh", "-c", "echo ran"});
+  o.cgroup_procs_fd = read_only;
+  auto child = MakeLinuxSpawner()->Spawn(o);
+  ::close(read_only);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_FALSE(child->joined_cgroup);
+  EXPECT_EQ(child->cgroup_errno, EBADF);
+  EXPECT_EQ(ReadAll(child->stdout_fd.get()), "ran\n");
+  EXPECT_EQ(Reap(*child), 0);
+}
+
+TEST(SpawnerTest, WithoutACgroupNothingIsJoined) {
+  auto child = MakeLinuxSpawner()->Spawn(Command({"/bin/true"}));
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_FALSE(child->joined_cgroup);
+  EXPECT_EQ(child->cgroup_errno, 0);
   EXPECT_EQ(Reap(*child), 0);
 }
 
