@@ -64,7 +64,9 @@ absl::StatusOr<std::string> OwnCgroupDir(absl::string_view mountinfo_path = "/pr
 // no directory is left behind.
 class CgroupTree {
  public:
-  // Finds spindled's own cgroup and creates spindle-<pid>-<n> under it. FAILED_PRECONDITION
+  // Finds spindled's own cgroup and creates spindle-<pid>-<n> under it, after removing the
+  // spindle-<pid>-* left there by servers whose pid no longer exists (killed before they could
+  // clean up; their surviving members move to spindled's cgroup). FAILED_PRECONDITION
   // (CGROUPS_UNAVAILABLE) "<what> '<path>': <errno text>" when the host does not allow it.
   // `own_dir` empty: OwnCgroupDir().
   static absl::StatusOr<std::unique_ptr<CgroupTree>> Create(bool required,
