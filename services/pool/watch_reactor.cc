@@ -207,6 +207,11 @@ grpc::ServerWriteReactor<v1::WatchTasksResponse>* StartWatchReactor(
                           absl::StrCat("types[", i, "]: unknown event type ", request->types(i))));
     }
   }
+  if (request->from_oldest() && request->after_sequence() != 0) {
+    return fail(InvalidArgument("INVALID_ARGUMENT",
+                                absl::StrCat("after_sequence: ", request->after_sequence(),
+                                             " given with from_oldest; give one or the other")));
+  }
   if (request->task_ids_size() > 1000) {
     return fail(InvalidArgument("INVALID_ARGUMENT", "task_ids: more than 1000"));
   }
@@ -223,8 +228,9 @@ grpc::ServerWriteReactor<v1::WatchTasksResponse>* StartWatchReactor(
     reactor->Finish(ToGrpcStatus(subscription.status()));
     return reactor;
   }
-  int64_t cursor =
-      request->after_sequence() > 0 ? request->after_sequence() : (*subscription)->LastSequence();
+  int64_t cursor = request->from_oldest()          ? (*subscription)->BeforeOldest()
+                   : request->after_sequence() > 0 ? request->after_sequence()
+                                                   : (*subscription)->LastSequence();
   core->Attach(*std::move(subscription), cursor);
   if (!streams.Add(core)) {
     core->StopForShutdown();

@@ -38,12 +38,12 @@ void PrintPool(const v1::Pool& p) {
               s.workers_busy(), s.workers_idle(), s.workers_starting());
   std::printf(
       "  tasks: queued %ld, running %ld, backoff %ld, succeeded %ld, failed %ld, "
-      "timed out %ld, cancelled %ld (submitted %ld, retries %ld)\n",
+      "timed out %ld, cancelled %ld (submitted %ld, retries %ld, handed ahead %ld)\n",
       static_cast<long>(s.tasks_queued()), static_cast<long>(s.tasks_running()),
       static_cast<long>(s.tasks_backoff()), static_cast<long>(s.tasks_succeeded()),
       static_cast<long>(s.tasks_failed()), static_cast<long>(s.tasks_timed_out()),
       static_cast<long>(s.tasks_cancelled()), static_cast<long>(s.tasks_submitted()),
-      static_cast<long>(s.task_retries()));
+      static_cast<long>(s.task_retries()), static_cast<long>(s.tasks_handed_ahead()));
   if (s.worker_restarts() > 0 || s.worker_recycles() > 0) {
     std::printf("  workers restarted %ld, recycled %ld\n", static_cast<long>(s.worker_restarts()),
                 static_cast<long>(s.worker_recycles()));
@@ -309,11 +309,12 @@ int Status(Cli& cli, const std::string& pool) {
   });
 }
 
-int Watch(Cli& cli, const std::string& pool, int64_t after, int64_t count) {
+int Watch(Cli& cli, const std::string& pool, int64_t after, bool from_oldest, int64_t count) {
   auto stub = v1::PoolService::NewStub(cli.channel());
   v1::WatchTasksRequest request;
   request.set_pool(pool);
   request.set_after_sequence(after);
+  request.set_from_oldest(from_oldest);
   // Runs until the pool is deleted, --count events came or --timeout-ms (if given) passed.
   auto context = cli.WaitContext(0);
   auto reader = stub->WatchTasks(context.get(), request);
@@ -483,12 +484,16 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
     auto name = std::make_shared<std::string>();
     auto after = std::make_shared<int64_t>(0);
     auto count = std::make_shared<int64_t>(0);
+    auto from_oldest = std::make_shared<bool>(false);
     auto* c = pool->add_subcommand("watch", "follow a pool's task events");
     c->add_option("pool", *name, "pool name")->required();
-    c->add_option("--after", *after, "replay events after this sequence");
+    auto* after_option = c->add_option("--after", *after, "replay events after this sequence");
+    c->add_flag("--from-oldest", *from_oldest, "replay every retained event first")
+        ->excludes(after_option);
     c->add_option("--count", *count, "stop after this many events (0: until the pool is deleted)");
-    c->callback(
-        [&cli, exit_code, name, after, count] { *exit_code = Watch(cli, *name, *after, *count); });
+    c->callback([&cli, exit_code, name, after, from_oldest, count] {
+      *exit_code = Watch(cli, *name, *after, *from_oldest, *count);
+    });
   }
   {
     auto name = std::make_shared<std::string>();

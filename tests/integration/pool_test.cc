@@ -326,6 +326,47 @@ TEST_F(PoolTest, WatchTasksReplaysFromASequence) {
   EXPECT_EQ(types[1], v1::TASK_EVENT_TYPE_SUCCEEDED);
 }
 
+TEST_F(PoolTest, WatchTasksFromOldestReplaysThePoolsFirstEvent) {
+  ASSERT_TRUE(Create(Name(), CommandSpec(1)).ok());
+  std::string id = Submit(Name(), Command("true"));
+  Wait(id);
+  grpc::ClientContext context;
+  Bound(context);
+  v1::WatchTasksRequest request;
+  request.set_pool(Name());
+  request.set_from_oldest(true);
+  auto reader = stub_->WatchTasks(&context, request);
+  std::vector<v1::TaskEvent> events;
+  v1::WatchTasksResponse event;
+  while (events.size() < 3 && reader->Read(&event)) events.push_back(event.event());
+  context.TryCancel();
+  while (reader->Read(&event)) {
+  }
+  reader->Finish();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].sequence(), 1);
+  EXPECT_EQ(events[0].type(), v1::TASK_EVENT_TYPE_QUEUED);
+  EXPECT_EQ(events[1].type(), v1::TASK_EVENT_TYPE_STARTED);
+  EXPECT_EQ(events[2].type(), v1::TASK_EVENT_TYPE_SUCCEEDED);
+  for (const auto& e : events) EXPECT_EQ(e.task_id(), id);
+}
+
+TEST_F(PoolTest, WatchTasksFromOldestWithAfterSequenceIsInvalidArgument) {
+  ASSERT_TRUE(Create(Name(), CommandSpec(1)).ok());
+  grpc::ClientContext context;
+  Bound(context);
+  v1::WatchTasksRequest request;
+  request.set_pool(Name());
+  request.set_from_oldest(true);
+  request.set_after_sequence(3);
+  auto reader = stub_->WatchTasks(&context, request);
+  v1::WatchTasksResponse event;
+  EXPECT_FALSE(reader->Read(&event));
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("from_oldest"));
+}
+
 TEST_F(PoolTest, WorkerKilledMidTaskIsReplacedAndTheTaskRetried) {
   v1::PoolSpec spec = WorkerSpec(1, "sleep_ms");
   spec.mutable_retry()->set_max_attempts(2);

@@ -78,6 +78,8 @@ class EventSubscription {
   virtual absl::StatusOr<ReadResult> Read(int64_t after_sequence, size_t max) = 0;
   // Sequence of the newest event so far (0 before any).
   virtual int64_t LastSequence() = 0;
+  // Sequence just before the oldest retained event (0 while the first is retained).
+  virtual int64_t BeforeOldest() = 0;
 };
 
 class PoolTable {

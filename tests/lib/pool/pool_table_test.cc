@@ -437,6 +437,118 @@ TEST_F(PoolTableTest, MaxTasksPerWorkerRecyclesWorkers) {
   EXPECT_GE(table_->GetPool("p", false)->stats.worker_recycles, 2);
 }
 
+TEST_F(PoolTableTest, ShortTasksAreHandedAheadAndNoneIsLostOrRepeated) {
+  ASSERT_TRUE(table_->CreatePool("p", WorkerPoolSpec(2, "echo"), "").ok());
+  std::vector<TaskSpec> specs;
+  for (int i = 0; i < 300; ++i) specs.push_back(PayloadTask("item-" + std::to_string(i)));
+  Wait(SubmitOne("p", PayloadTask("first")));  // One ended attempt: the pool knows tasks are short.
+  auto tasks = Submit("p", std::move(specs));
+  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  for (int i = 0; i < 300; ++i) {
+    TaskView t = Wait((*tasks)[i].id);
+    ASSERT_EQ(t.state, TaskState::kSucceeded) << t.result->error;
+    EXPECT_EQ(t.result->output, "item-" + std::to_string(i));
+    EXPECT_EQ(t.result->attempts, 1);
+  }
+  PoolView pool = *table_->GetPool("p", false);
+  EXPECT_GT(pool.stats.tasks_handed_ahead, 0);
+  EXPECT_EQ(pool.stats.tasks_queued, 0);
+  EXPECT_EQ(pool.stats.tasks_running, 0);
+  EXPECT_EQ(pool.stats.tasks_succeeded, 301);
+}
+
+class HandAheadTest : public PoolTableTest {
+ protected:
+  // A pool of one sleep_ms worker whose recent tasks were short, so the next task submitted
+  // behind a running one is handed ahead to the worker.
+  void SetUpPool(PoolSpec spec) {
+    ASSERT_TRUE(table_->CreatePool("p", std::move(spec), "").ok());
+    for (int i = 0; i < 8; ++i) {
+      ASSERT_EQ(Wait(SubmitOne("p", PayloadTask("0"))).state, TaskState::kSucceeded);
+    }
+  }
+
+  // Submits `first` then "0" behind it; returns their ids once the second is handed ahead.
+  std::pair<std::string, std::string> RunningAndHandedAhead(TaskSpec first) {
+    const int64_t before = table_->GetPool("p", false)->stats.tasks_handed_ahead;
+    auto tasks = Submit("p", {std::move(first), PayloadTask("0")});
+    EXPECT_TRUE(tasks.ok()) << tasks.status();
+    if (!tasks.ok()) return {};
+    EXPECT_TRUE(Eventually(
+        [&] { return table_->GetPool("p", false)->stats.tasks_handed_ahead == before + 1; }));
+    EXPECT_EQ(table_->GetTask((*tasks)[1].id, false)->state, TaskState::kQueued);
+    return {(*tasks)[0].id, (*tasks)[1].id};
+  }
+
+  int32_t WorkerPid() {
+    auto pool = table_->GetPool("p", true);
+    return pool.ok() && pool->workers.size() == 1 ? pool->workers[0].pid : 0;
+  }
+};
+
+TEST_F(HandAheadTest, CancelledWhileHandedAheadItNeverStartsAndItsWorkerIsReplaced) {
+  SetUpPool(WorkerPoolSpec(1, "sleep_ms"));
+  auto [running, ahead] = RunningAndHandedAhead(PayloadTask("300"));
+  const int32_t pid = WorkerPid();
+  auto cancelled = table_->CancelTask(ahead, std::nullopt);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state, TaskState::kCancelled);
+  EXPECT_EQ(cancelled->result->attempts, 0);
+  EXPECT_EQ(Wait(running).state, TaskState::kSucceeded);
+  // The worker had the cancelled task's frame: it is stopped and replaced, not counted as a crash.
+  EXPECT_EQ(Wait(SubmitOne("p", PayloadTask("0"))).state, TaskState::kSucceeded);
+  EXPECT_NE(WorkerPid(), pid);
+  PoolView pool = *table_->GetPool("p", false);
+  EXPECT_EQ(pool.stats.worker_restarts, 0);
+  EXPECT_EQ(pool.stats.tasks_queued, 0);
+  EXPECT_EQ(table_->GetTask(ahead, false)->state, TaskState::kCancelled);
+}
+
+TEST_F(HandAheadTest, WorkerDyingWithATaskHandedAheadGivesItBackToTheQueue) {
+  SetUpPool(WorkerPoolSpec(1, "sleep_ms"));  // No retries: the running task fails.
+  auto [running, ahead] = RunningAndHandedAhead(PayloadTask("5000"));
+  const int32_t pid = WorkerPid();
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  TaskView lost = Wait(running);
+  EXPECT_EQ(lost.state, TaskState::kFailed);
+  EXPECT_EQ(lost.result->error_reason, "WORKER_LOST");
+  TaskView t = Wait(ahead);
+  EXPECT_EQ(t.state, TaskState::kSucceeded) << t.result->error;
+  EXPECT_EQ(t.result->attempts, 1);
+}
+
+TEST_F(HandAheadTest, TimedOutTaskAheadOfAnotherLeavesItToTheNextWorker) {
+  SetUpPool(WorkerPoolSpec(1, "sleep_ms"));
+  TaskSpec hung = PayloadTask("60000");
+  hung.timeout_ms = 200;
+  auto [running, ahead] = RunningAndHandedAhead(std::move(hung));
+  EXPECT_EQ(Wait(running).state, TaskState::kTimedOut);
+  TaskView t = Wait(ahead);
+  EXPECT_EQ(t.state, TaskState::kSucceeded) << t.result->error;
+  EXPECT_EQ(t.result->attempts, 1);
+}
+
+TEST_F(HandAheadTest, TerminateCancelsATaskHandedAhead) {
+  SetUpPool(WorkerPoolSpec(1, "sleep_ms"));
+  auto [running, ahead] = RunningAndHandedAhead(PayloadTask("60000"));
+  ASSERT_TRUE(table_->TerminatePool("p", 0).ok());
+  EXPECT_EQ(Wait(running).state, TaskState::kCancelled);
+  TaskView t = Wait(ahead);
+  EXPECT_EQ(t.state, TaskState::kCancelled);
+  EXPECT_EQ(t.result->error_reason, "POOL_TERMINATED");
+  EXPECT_EQ(t.result->attempts, 0);
+}
+
+TEST_F(HandAheadTest, LongTasksAreNotHandedAhead) {
+  ASSERT_TRUE(table_->CreatePool("p", WorkerPoolSpec(1, "sleep_ms"), "").ok());
+  ASSERT_EQ(Wait(SubmitOne("p", PayloadTask("60"))).state, TaskState::kSucceeded);
+  auto tasks = Submit("p", {PayloadTask("60"), PayloadTask("0")});
+  ASSERT_TRUE(tasks.ok());
+  for (const auto& t : *tasks) EXPECT_EQ(Wait(t.id).state, TaskState::kSucceeded);
+  EXPECT_EQ(table_->GetPool("p", false)->stats.tasks_handed_ahead, 0);
+}
+
 TEST_F(PoolTableTest, ResizeUpAndDownUnderLoadLosesNoTask) {
   ASSERT_TRUE(table_->CreatePool("p", WorkerPoolSpec(2, "sleep_ms"), "").ok());
   std::vector<std::string> ids;
