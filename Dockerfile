@@ -30,7 +30,7 @@ COPY . .
 # Optimised with -O2 (RelWithDebInfo), then stripped. A build given a compiler cache at /ccache
 # (`buildah bud -v DIR:/ccache:ro`, as tests/deploy/image_test.sh does with the cache the build on
 # the host filled) reuses the objects compiled there from the same sources, read-only.
-RUN if [ -d /ccache ]; then export CCACHE_DIR=/ccache CCACHE_READONLY=true; fi \
+RUN if [ -d /ccache ]; then export CCACHE_DIR=/ccache CCACHE_READONLY=true CCACHE_TEMPDIR=/tmp/ccache; fi \
  && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_BENCH=OFF \
  && cmake --build build -j "${JOBS}" --target spindled spindlectl \

@@ -18,6 +18,10 @@ if [ "${SPINDLE_TEST_IMAGE:-0}" != 1 ]; then
   echo "skipped: set SPINDLE_TEST_IMAGE=1 to build and run the image (scripts/test does)"
   exit 77
 fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "skipped: debootstrap and rootful podman need root"
+  exit 77
+fi
 root=$(cd "${1:?usage: image_test.sh REPO_ROOT [SPINDLECTL]}" && pwd)
 spindlectl=${2:-}
 for tool in podman buildah debootstrap runc curl; do
