@@ -29,6 +29,7 @@
 #include "spindle/common/status.h"
 #include "spindle/process/cgroup.h"
 #include "spindle/v1/process.grpc.pb.h"
+#include "tests/support/proc_files.h"
 #include "tests/support/spindled_process.h"
 
 namespace spindle {
@@ -77,24 +78,9 @@ std::vector<std::pair<pid_t, char>> ChildStates(pid_t pid) {
   return out;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
-
-// The state letter of `pid` from /proc; 'X' when it is gone.
-char StateOf(pid_t pid) {
-  std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
-  size_t close = stat.rfind(')');
-  return close == std::string::npos || close + 2 >= stat.size() ? 'X' : stat[close + 2];
-}
+using ::spindle::testing::Exists;
+using ::spindle::testing::ReadFile;
+using ::spindle::testing::StateOf;
 
 bool Dead(pid_t pid) { return StateOf(pid) == 'Z' || StateOf(pid) == 'X'; }
 

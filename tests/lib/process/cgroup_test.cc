@@ -24,30 +24,16 @@
 #include "spindle/process/process_table.h"
 #include "spindle/process/process_tree.h"
 #include "tests/fakes/manual_timer_service.h"
+#include "tests/support/proc_files.h"
 
 namespace spindle::process {
 namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(20);
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
-
-// The process state letter from /proc/<pid>/stat; 'X' when it is gone.
-char StateOf(pid_t pid) {
-  std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
-  size_t close = stat.rfind(')');
-  return close == std::string::npos || close + 2 >= stat.size() ? 'X' : stat[close + 2];
-}
+using ::spindle::testing::Exists;
+using ::spindle::testing::ReadFile;
+using ::spindle::testing::StateOf;
 
 bool Dead(pid_t pid) {
   char state = StateOf(pid);
