@@ -196,7 +196,8 @@ absl::StatusOr<trigger::ActionRunner::Started> SchedulerActionRunner::Start(
   }
   SPINDLE_ASSIGN_OR_RETURN(process::ProcessSpec spec, DecodeSpawn(action));
   spec.labels[kTriggerLabel] = trigger;
-  SPINDLE_ASSIGN_OR_RETURN(process::ProcessView view, table->Spawn(std::move(spec)));
+  SPINDLE_ASSIGN_OR_RETURN(process::ProcessView view,
+                           table->Spawn(std::move(spec), /*request_id=*/"", action.identity));
   // `done` must run exactly once: through the wait, or here if the wait cannot be registered.
   auto holder = std::make_shared<Done>(std::move(done));
   absl::StatusOr<process::ProcessTable::WaitId> wait =

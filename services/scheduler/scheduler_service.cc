@@ -82,7 +82,8 @@ class SchedulerCapability final : public Capability {
         runner_(context.processes, context.pools),
         table_(trigger::TriggerTableOptions{}, context.timers, runner_, &sessions_, &observer_),
         limiter_(kMaxFetchCalls),
-        service_(context.executor, &limiter_, &metrics_, &table_, &runner_, &watches_) {}
+        service_(context.executor, &limiter_, &metrics_, &table_, &runner_, &watches_,
+                 context.caller_identity) {}
 
   ~SchedulerCapability() override { table_.Shutdown(); }
 
@@ -155,6 +156,8 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::CreateTrigger(
       return InvalidArgument("INVALID_ARGUMENT", "spec is required");
     }
     SPINDLE_ASSIGN_OR_RETURN(trigger::TriggerSpec spec, SpecFromProto(request->spec()));
+    spec.action.identity =
+        caller_identity_ ? caller_identity_(*context) : auth::CallerIdentity(*context, nullptr);
     SPINDLE_RETURN_IF_ERROR(trigger::TriggerTable::ValidateAndDefault(spec));
     SPINDLE_RETURN_IF_ERROR(runner_->Check(spec.action));
     SPINDLE_ASSIGN_OR_RETURN(

@@ -10,6 +10,7 @@
 
 #include <memory>
 
+#include "services/auth/caller_identity.h"
 #include "services/scheduler/action_runner.h"
 #include "services/scheduler/fetch_reactor.h"
 #include "services/scheduler/scheduler_metrics.h"
@@ -24,15 +25,18 @@ namespace spindle::services {
 class SchedulerServiceImpl final : public v1::SchedulerService::CallbackService {
  public:
   // `table` and `runner` may be null (then the trigger RPCs answer UNIMPLEMENTED).
+  // `caller_identity` names who a call comes from (caller_identity.h): the spawns of a trigger's
+  // runs count against its creator in the spawn policy.
   SchedulerServiceImpl(coro::Executor& executor, FetchLimiter* limiter, SchedulerMetrics* metrics,
                        trigger::TriggerTable* table, SchedulerActionRunner* runner,
-                       WatchRegistry* watches)
+                       WatchRegistry* watches, auth::CallerIdentityFn caller_identity = {})
       : executor_(executor),
         limiter_(limiter),
         metrics_(metrics),
         table_(table),
         runner_(runner),
-        watches_(watches) {}
+        watches_(watches),
+        caller_identity_(std::move(caller_identity)) {}
   explicit SchedulerServiceImpl(coro::Executor& executor)
       : SchedulerServiceImpl(executor, nullptr, nullptr, nullptr, nullptr, nullptr) {}
 
@@ -75,6 +79,7 @@ class SchedulerServiceImpl final : public v1::SchedulerService::CallbackService 
   trigger::TriggerTable* const table_;
   SchedulerActionRunner* const runner_;
   WatchRegistry* const watches_;
+  const auth::CallerIdentityFn caller_identity_;
 };
 
 // The scheduler capability: SchedulerService, its trigger table and metrics. Spawn actions use

@@ -6,6 +6,7 @@
 
 #include "services/common/build_info.h"
 #include "spindle/common/names.h"
+#include "spindle/process/spawn_policy.h"
 
 namespace spindle::services {
 namespace {
@@ -70,6 +71,14 @@ grpc::ServerUnaryReactor* ServerServiceImpl::GetLimits(grpc::CallbackServerConte
   response->set_max_output_buffer_bytes(config_.max_output_buffer_bytes);
   response->set_max_sessions(config_.max_sessions);
   response->set_max_waiters(config_.max_waiters);
+  if (config_.spawn_policy != nullptr) {
+    response->set_spawn_policy_file(config_.spawn_policy_file);
+    const auto& identities = config_.spawn_policy->rules().identities;
+    if (identities.has_value() && identities->max_live_processes.has_value()) {
+      response->set_max_live_processes_per_identity(*identities->max_live_processes);
+    }
+  }
+  response->set_process_cgroups(config_.cgroup_tree != nullptr);
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

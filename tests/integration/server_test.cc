@@ -105,6 +105,8 @@ TEST_F(SpindleServerTest, LimitsReflectTheConfiguration) {
   EXPECT_EQ(limits.max_message_bytes(), defaults.max_message_bytes);
   EXPECT_EQ(limits.max_processes(), defaults.max_processes);
   EXPECT_EQ(limits.max_name_bytes(), 128);
+  EXPECT_EQ(limits.spawn_policy_file(), "");
+  EXPECT_EQ(limits.max_live_processes_per_identity(), 0);
 }
 
 TEST_F(SpindleServerTest, StatsCountTheCallInFlight) {

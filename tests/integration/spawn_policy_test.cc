@@ -22,6 +22,7 @@
 #include "spindle/v1/pool.grpc.pb.h"
 #include "spindle/v1/process.grpc.pb.h"
 #include "spindle/v1/scheduler.grpc.pb.h"
+#include "spindle/v1/server.grpc.pb.h"
 #include "tests/support/spindled_process.h"
 
 namespace spindle {
@@ -185,6 +186,15 @@ TEST_F(SpawnPolicyTest, AllowedRunGetsThePolicyDefaults) {
   EXPECT_EQ(response.process().spec().command().executable(), "/usr/bin/sh");
   EXPECT_EQ(response.process().spec().limits().cpu_seconds(), 30);
   EXPECT_EQ(response.process().spec().limits().open_files(), 256);
+}
+
+TEST_F(SpawnPolicyTest, LimitsNameThePolicyAndItsPerIdentityLimit) {
+  auto channel = grpc::CreateChannel(server_->listen_address(), grpc::InsecureChannelCredentials());
+  v1::GetLimitsResponse limits;
+  auto context = Context();
+  ASSERT_TRUE(v1::ServerService::NewStub(channel)->GetLimits(context.get(), {}, &limits).ok());
+  EXPECT_EQ(limits.spawn_policy_file(), dir_->File("policy.json"));
+  EXPECT_EQ(limits.max_live_processes_per_identity(), 2);
 }
 
 TEST_F(SpawnPolicyTest, ExecutableOutsideTheAllowListIsDenied) {
@@ -361,6 +371,45 @@ TEST_F(SpawnPolicyTest, SpawnTriggersAreCheckedAtCreation) {
               HasSubstr("spec.command.argv[0] '/bin/sh' is not under an allowed executable "
                         "prefix (policy rule executables.allow)"));
   EXPECT_EQ(ReasonOf(*context), "SPAWN_POLICY");
+}
+
+TEST_F(SpawnPolicyTest, TriggerRunsCountAgainstTheTriggersCreator) {
+  v1::CreateTriggerRequest request;
+  request.set_name("bob-trigger");
+  request.mutable_spec()->mutable_schedule()->set_interval_ms(3600000);
+  request.mutable_spec()->set_overlap(v1::TRIGGER_OVERLAP_POLICY_ALLOW);
+  *request.mutable_spec()->mutable_action()->mutable_spawn() = Spec({"/usr/bin/sleep", "60"});
+  v1::CreateTriggerResponse created;
+  auto create = Context(kBobToken);
+  ASSERT_TRUE(scheduler_->CreateTrigger(create.get(), request, &created).ok());
+
+  // Bob's one live process is a run of his trigger: a process he spawns himself is refused.
+  v1::FireTriggerRequest fire;
+  fire.set_name("bob-trigger");
+  v1::FireTriggerResponse first;
+  auto fire_context = Context(kBobToken);
+  ASSERT_TRUE(scheduler_->FireTrigger(fire_context.get(), fire, &first).ok());
+  ASSERT_EQ(first.run().state(), v1::TRIGGER_RUN_STATE_RUNNING) << first.run().error();
+  Answer b1 = Spawn(Spec({"/usr/bin/sleep", "60"}), kBobToken);
+  EXPECT_EQ(b1.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(b1.status.error_message(), HasSubstr("identity 'token:bob' has 1 live processes"));
+
+  // And a second run, fired by anyone, fails on bob's limit; alice's count is untouched.
+  v1::FireTriggerResponse second;
+  auto alice_fires = Context(kAliceToken);
+  ASSERT_TRUE(scheduler_->FireTrigger(alice_fires.get(), fire, &second).ok());
+  EXPECT_EQ(second.run().state(), v1::TRIGGER_RUN_STATE_FAILED);
+  EXPECT_THAT(second.run().error(), HasSubstr("identity 'token:bob'"));
+  Answer a1 = Spawn(Spec({"/usr/bin/sleep", "60"}), kAliceToken);
+  EXPECT_TRUE(a1.status.ok()) << a1.status.error_message();
+  if (a1.status.ok()) Kill(a1.process.id());
+
+  v1::DeleteTriggerRequest remove;
+  remove.set_name("bob-trigger");
+  remove.set_cancel_running(true);
+  v1::DeleteTriggerResponse removed;
+  auto delete_context = Context(kBobToken);
+  EXPECT_TRUE(scheduler_->DeleteTrigger(delete_context.get(), remove, &removed).ok());
 }
 
 // ---- identities without tokens ----

@@ -34,7 +34,7 @@
 //    symlinks resolved; an empty cwd becomes `default` (else the first root).
 //  - identities: at most `max_live_processes` live processes per client identity ("token:<name>",
 //    "cert:<subject>", "peer:<ip>"); `overrides` sets it per identity. Spawns made without an
-//    identity (the server's own, e.g. triggers) are not counted.
+//    identity are not counted (a trigger's runs carry its creator's identity).
 //
 // Codes: PERMISSION_DENIED with reason SPAWN_POLICY for a spawn outside the rules;
 // RESOURCE_EXHAUSTED with reason SPAWN_POLICY over an identity's live-process limit (it passes

@@ -54,6 +54,9 @@ struct Action {
   enum class Kind { kNone, kSpawn, kPoolTask };
   Kind kind = Kind::kNone;
   std::string encoded;  // Opaque to the engine.
+  // Who created the trigger, for the spawn policy's per-identity limits: the processes its runs
+  // spawn count against that client. Opaque to the engine; empty: counted against no one.
+  std::string identity;
 
   bool operator==(const Action&) const = default;
 };
