@@ -37,9 +37,14 @@ class CancellationState {
     if (reason.ok()) {
       reason = spindle::Cancelled("cancellation requested");
     }
+    // A callback may drop the last other reference: a coroutine it resumes inline can leave the
+    // scope of the source (e.g. a DeadlineSource whose timer is firing) and drop its wait. Keep
+    // the state alive until the loop below is done with it.
+    Ref();
     mu_.Lock();
     if (cancelled_.load(std::memory_order_relaxed)) {
       mu_.Unlock();
+      Unref();
       return false;
     }
     reason_ = std::move(reason);
@@ -55,6 +60,7 @@ class CancellationState {
       callback_done_.SignalAll();
     }
     mu_.Unlock();
+    Unref();  // May delete this.
     return true;
   }
 

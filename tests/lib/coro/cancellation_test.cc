@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -222,6 +223,31 @@ TEST(DeadlineSourceTest, InfiniteDeadlineArmsNoTimer) {
   DeadlineSource deadline(*executor, absl::InfiniteFuture());
   EXPECT_EQ(executor->Stats().pending_timers, 0);
   EXPECT_FALSE(deadline.token().IsCancelled());
+}
+
+// Regression: a coroutine resumed inline by a firing deadline dropped its wait, left the
+// DeadlineSource's scope and waited on a new source; Cancel() then went on with the freed state
+// (re-used by the new source), cancelled the new wait spuriously and hung in Deregister.
+TEST(CancellationTest, ACallbackMayDestroyTheSourceThatIsCancellingIt) {
+  auto source = std::make_unique<CancellationSource>();
+  CancellationSource* cancelling = source.get();
+  std::optional<CancellationRegistration> wait;
+  std::unique_ptr<CancellationSource> next;
+  std::optional<CancellationRegistration> next_wait;
+  bool next_cancelled = false;
+  wait.emplace(source->token(), [&] {
+    wait.reset();
+    source.reset();
+    next = std::make_unique<CancellationSource>();
+    next_wait.emplace(next->token(), [&] { next_cancelled = true; });
+  });
+  EXPECT_TRUE(cancelling->Cancel());
+  ASSERT_NE(next, nullptr);
+  EXPECT_FALSE(next_cancelled);
+  EXPECT_FALSE(next->IsCancelled());
+  next_wait.reset();
+  EXPECT_TRUE(next->Cancel());
+  EXPECT_FALSE(next_cancelled);  // Deregistered before.
 }
 
 TEST(DeadlineSourceTest, ParentCancellationKeepsItsOwnReason) {

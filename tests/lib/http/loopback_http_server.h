@@ -58,6 +58,8 @@ class LoopbackHttpServer {
   int requests() const { return requests_.load(); }
   // Connections currently open (accepted and not yet closed by either side).
   int open_connections() const { return open_.load(); }
+  // The most /delay/ requests that were being answered at the same time.
+  int most_delayed_at_once() const { return most_delayed_.load(); }
 
   void Stop() {
     {
@@ -171,7 +173,13 @@ class LoopbackHttpServer {
       return std::stoi(path.substr(prefix.size()));
     };
     if (path.rfind("/delay/", 0) == 0) {
-      if (WaitFor(number_after("/delay/"))) {
+      const int now = ++delayed_;
+      int most = most_delayed_.load();
+      while (now > most && !most_delayed_.compare_exchange_weak(most, now)) {
+      }
+      const bool answer = WaitFor(number_after("/delay/"));
+      --delayed_;
+      if (answer) {
         Respond(fd, 200, "ok");
       }
     } else if (path.rfind("/status/", 0) == 0) {
@@ -202,6 +210,8 @@ class LoopbackHttpServer {
   std::thread acceptor_;
   std::atomic<int> requests_{0};
   std::atomic<int> open_{0};
+  std::atomic<int> delayed_{0};
+  std::atomic<int> most_delayed_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopped_ = false;
