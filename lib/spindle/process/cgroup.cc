@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "spindle/common/status.h"
+#include "spindle/process/process_tree.h"
 
 namespace spindle::process {
 namespace {
@@ -29,27 +30,6 @@ constexpr absl::Duration kShutdownWait = absl::Seconds(2);
 absl::Status Unavailable(absl::string_view what, absl::string_view path, int err) {
   return FailedPrecondition("CGROUPS_UNAVAILABLE",
                             absl::StrCat(what, " '", path, "': ", std::strerror(err)));
-}
-
-// Reads a small file whole; nullopt (errno set) when it cannot be opened.
-std::optional<std::string> ReadSmallFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    return std::nullopt;
-  }
-  std::string out;
-  char buffer[4096];
-  while (out.size() < (4 << 20)) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      break;
-    }
-    out.append(buffer, static_cast<size_t>(n));
-  }
-  return out;
 }
 
 // Writes `text` to an existing file in one write; 0 or the errno.

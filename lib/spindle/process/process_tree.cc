@@ -18,32 +18,8 @@
 namespace spindle::process {
 namespace {
 
-// Reads a small /proc file whole; "" when it cannot be read.
-std::string ReadProcFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    return "";
-  }
-  std::string out;
-  char buffer[4096];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      break;
-    }
-    out.append(buffer, static_cast<size_t>(n));
-    if (out.size() > (1 << 20)) {
-      break;
-    }
-  }
-  return out;
-}
-
 bool HasCookie(pid_t pid, absl::string_view cookie) {
-  std::string environ = ReadProcFile(absl::StrCat("/proc/", pid, "/environ"));
+  std::string environ = ReadSmallFile(absl::StrCat("/proc/", pid, "/environ")).value_or("");
   std::string wanted = absl::StrCat(kProcessCookieVar, "=", cookie);
   for (absl::string_view entry : absl::StrSplit(environ, '\0')) {
     if (entry == wanted) {
@@ -70,6 +46,26 @@ void AddSubtree(pid_t root, std::vector<pid_t>& out, absl::flat_hash_set<pid_t>&
 
 }  // namespace
 
+std::optional<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return std::nullopt;
+  }
+  std::string out;
+  char buffer[4096];
+  while (out.size() < max_bytes) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  return out;
+}
+
 std::vector<pid_t> ChildrenOf(pid_t pid) {
   std::vector<pid_t> children;
   std::string task_dir = absl::StrCat("/proc/", pid, "/task");
@@ -81,7 +77,8 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
     if (entry->d_name[0] == '.') {
       continue;
     }
-    std::string list = ReadProcFile(absl::StrCat(task_dir, "/", entry->d_name, "/children"));
+    std::string list =
+        ReadSmallFile(absl::StrCat(task_dir, "/", entry->d_name, "/children")).value_or("");
     for (absl::string_view token : absl::StrSplit(list, ' ', absl::SkipEmpty())) {
       pid_t child = 0;
       if (absl::SimpleAtoi(token, &child) && child > 0) {

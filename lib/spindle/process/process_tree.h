@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,10 @@ namespace spindle::process {
 
 // The environment variable that marks every process spawned for process id X and its descendants.
 inline constexpr absl::string_view kProcessCookieVar = "SPINDLE_PROCESS_ID";
+
+// A small file (/proc, cgroupfs) read whole, up to about `max_bytes`; nullopt (errno set) when it
+// cannot be opened.
+std::optional<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 4 << 20);
 
 // Direct children of process `pid` (every thread's), from /proc. Empty when it is gone.
 std::vector<pid_t> ChildrenOf(pid_t pid);
