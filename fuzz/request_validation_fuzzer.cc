@@ -14,18 +14,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "fuzz/contract.h"
 #include "spindle/common/labels.h"
 #include "spindle/common/names.h"
 #include "spindle/trigger/cron.h"
-
-// A broken contract: say which, then abort (libFuzzer keeps the input).
-#define CHECK_CONTRACT(condition)                                                           \
-  do {                                                                                      \
-    if (!(condition)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: contract broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                         \
-    }                                                                                       \
-  } while (false)
 
 namespace {
 

@@ -15,17 +15,9 @@
 #include <cstdlib>
 #include <string>
 
+#include "fuzz/contract.h"
 #include "spindle/common/status.h"
 #include "spindle/process/spawn_policy.h"
-
-// A broken contract: say which, then abort (libFuzzer keeps the input).
-#define CHECK_CONTRACT(condition)                                                           \
-  do {                                                                                      \
-    if (!(condition)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: contract broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                         \
-    }                                                                                       \
-  } while (false)
 
 namespace {
 

@@ -12,17 +12,9 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "fuzz/contract.h"
 #include "spindle/common/status.h"
 #include "spindle/pool/framing.h"
-
-// A broken contract: say which, then abort (libFuzzer keeps the input).
-#define CHECK_CONTRACT(condition)                                                           \
-  do {                                                                                      \
-    if (!(condition)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: contract broken: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                         \
-    }                                                                                       \
-  } while (false)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using spindle::pool::Frame;
