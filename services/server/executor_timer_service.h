@@ -1,6 +1,17 @@
-// The engine's TimerService on the coroutine executor: each timer is a coroutine sleeping on the
-// reactor's timer heap until its deadline, cancellable in O(log n). Callbacks run on an executor
-// worker thread. Executor shutdown cancels every pending timer (its callback never runs).
+// The engine's TimerService on the coroutine executor: one driver coroutine sleeps on the reactor's
+// timer heap until the earliest deadline, runs every timer that is due, and sleeps again.
+//
+// Timers live in an ordered map under one mutex, so Schedule and Cancel cost a map insert or erase
+// from any thread and never wake a worker, except when a new timer is earlier than the driver's
+// wake-up time (then the driver's sleep is cut short). A cancelled timer is simply erased: the
+// driver still wakes at its deadline, finds nothing due and sleeps on; so a stream of timers each
+// armed and cancelled before the next (a lease per Acquire, released soon after) costs one
+// wake-up per deadline passed, not one per timer. Engine tables arm and
+// cancel a timer per grant, lease and waiter, so this keeps thread hand-offs off their hot paths.
+//
+// Callbacks run on the driver, on an executor worker thread, one after another in deadline order
+// (never inside Schedule()); they must not block. Executor shutdown ends the driver and drops every
+// pending timer (its callback never runs); timers scheduled afterwards never run either.
 //
 // Thread-safety: thread-safe. REQUIRES: the executor is shut down (or outlives this object)
 // before this object is destroyed.
@@ -9,8 +20,10 @@
 
 #include <atomic>
 #include <memory>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "spindle/common/timer.h"
@@ -22,7 +35,7 @@ namespace spindle::services {
 
 class ExecutorTimerService final : public TimerService {
  public:
-  explicit ExecutorTimerService(coro::Executor& executor) : executor_(executor) {}
+  explicit ExecutorTimerService(coro::Executor& executor);
 
   absl::Time Now() const override { return absl::Now(); }
   TimerId Schedule(absl::Time when, Callback callback) override;
@@ -31,20 +44,25 @@ class ExecutorTimerService final : public TimerService {
   // Timers scheduled and not yet run or cancelled.
   size_t pending() const;
 
- private:
-  struct Entry {
-    explicit Entry(const coro::CancellationToken& parent) : source(parent) {}
-    coro::CancellationSource source;
-    Callback callback;
-  };
+  // Times the driver woke up (at a deadline, or cut short by an earlier timer).
+  uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
 
-  static coro::Task<void> RunTimer(ExecutorTimerService* self, TimerId id, absl::Time when,
-                                   coro::CancellationToken token);
+ private:
+  using Key = std::pair<absl::Time, TimerId>;
+
+  static coro::Task<void> Drive(ExecutorTimerService* self);
 
   coro::Executor& executor_;
   std::atomic<TimerId> next_id_{0};
+  std::atomic<uint64_t> wakeups_{0};
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<TimerId, std::unique_ptr<Entry>> timers_ ABSL_GUARDED_BY(mu_);
+  absl::btree_map<Key, Callback> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TimerId, absl::Time> deadlines_ ABSL_GUARDED_BY(mu_);
+  // When the driver wakes next (InfiniteFuture: only when woken), and the source that wakes it
+  // earlier; taken by the first Schedule that needs an earlier wake-up.
+  absl::Time armed_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::shared_ptr<coro::CancellationSource> wake_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace spindle::services

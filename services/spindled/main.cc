@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/synchronization/mutex.h"
 #include "services/common/build_info.h"
 #include "services/common/logging.h"
 #include "services/server/spindle_server.h"
@@ -149,6 +150,12 @@ int main(int argc, char** argv) {
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     spdlog::warn("event=subreaper_unavailable errno={}", errno);
   }
+
+  // Debian's Abseil is built with assertions on, which makes every absl::Mutex record its lock
+  // order in a global graph (deadlock detection): a global lock and graph updates on every lock of
+  // a fresh mutex and in every mutex's destructor, on every call's hot path. The tests keep it on
+  // (they run the same code under it and under TSan); the server turns it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   auto server = spindle::services::SpindleServer::Start(config);
   if (!server.ok()) {
