@@ -26,16 +26,17 @@ class ProduceReactor final
   }
 
   void OnReadDone(bool ok) override {
-    {
+    if (!ok) {
       auto lock = Locked();
       reading_ = false;
-      if (!ok) {
-        EndLocked(grpc::Status::OK);  // half-close: finish once every batch is answered
-        return;
-      }
+      EndLocked(grpc::Status::OK);  // half-close: finish once every batch is answered
+      return;
     }
+    // reading_ stays set while request_ is handled: an OnWriteDone or a put's callback on another
+    // thread must not start the next read into request_ under Handle's feet.
     grpc::Status status = Handle();
     auto lock = Locked();
+    reading_ = false;
     if (!status.ok()) {
       EndLocked(status);
       return;
@@ -211,6 +212,7 @@ class ProduceReactor final
   absl::Mutex mu_;
   std::optional<grpc::Status> finish_;
   std::deque<v1::ProduceResponse> out_ ABSL_GUARDED_BY(mu_);
+  // A read is outstanding or the request it filled is being handled.
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;

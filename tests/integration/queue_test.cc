@@ -513,6 +513,67 @@ TEST_F(QueueServiceTest, ProduceAnswersEveryBatchInOrder) {
   EXPECT_EQ(got.items(99).payload(), "20.4");
 }
 
+// Batches written back to back while the answers are read on another thread: the server handles
+// a batch while it writes the answer to the one before, the shape under which it once started the
+// next read into the request it was still parsing. Every batch is answered in order and every
+// item is in the queue exactly once, in order.
+TEST_F(QueueServiceTest, ProduceAtFullRateAnswersEveryBatchAndKeepsEveryItem) {
+  constexpr int kStreams = 3, kBatches = 4000;
+  std::vector<std::string> queues;
+  std::vector<std::thread> producers;
+  std::atomic<int> failures{0};
+  for (int s = 0; s < kStreams; ++s) {
+    queues.push_back(absl::StrCat(queue_, "-rate-", s));
+    producers.emplace_back([&, s, name = queues.back()] {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      auto stream = stub_->Produce(&context);
+      std::thread reader([&] {
+        v1::ProduceResponse response;
+        uint64_t expected = 1;
+        while (stream->Read(&response)) {
+          if (response.correlation_id() != expected++ || response.status().code() != 0 ||
+              response.item_ids_size() != 1) {
+            ++failures;
+          }
+        }
+        if (expected != kBatches + 1) ++failures;
+      });
+      v1::ProduceRequest start;
+      start.mutable_start()->set_queue(name);
+      bool ok = stream->Write(start);
+      for (int b = 1; ok && b <= kBatches; ++b) {
+        v1::ProduceRequest request;
+        request.mutable_batch()->set_correlation_id(static_cast<uint64_t>(b));
+        request.mutable_batch()->add_items()->set_payload(absl::StrCat(b));
+        ok = stream->Write(request);
+      }
+      if (!ok || !stream->WritesDone()) ++failures;
+      reader.join();
+      if (!stream->Finish().ok()) ++failures;
+    });
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (const std::string& name : queues) {
+    std::vector<std::string> payloads;
+    while (payloads.size() < kBatches) {
+      v1::GetItemsRequest request;
+      request.set_queue(name);
+      request.set_max_items(1000);
+      v1::GetItemsResponse got;
+      auto context = Context();
+      ASSERT_TRUE(stub_->GetItems(context.get(), request, &got).ok());
+      if (got.items().empty()) break;
+      for (const auto& item : got.items()) payloads.push_back(item.payload());
+    }
+    ASSERT_THAT(payloads, SizeIs(kBatches)) << name;
+    for (int b = 1; b <= kBatches; ++b) {
+      ASSERT_EQ(payloads[b - 1], absl::StrCat(b)) << name;
+    }
+  }
+}
+
 TEST_F(QueueServiceTest, BadRequestsGetTheRightCodes) {
   v1::PutItemsRequest no_items;
   no_items.set_queue(queue_);
