@@ -48,6 +48,10 @@ class PoolWaitReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnDone() override { delete this; }
+  // Every reaction here is short and the pool table calls back only after it has released its
+  // locks, so gRPC may run them inline as it does for its default reactor instead of handing each
+  // call's OnDone to an executor thread (a thread hop per call).
+  bool InternalInlineable() override { return true; }
 
  private:
   void FinishCancelled() {
