@@ -19,7 +19,8 @@ Builds nothing: takes spindled and bench_locks from DIR. Starts on free loopback
   * multiprocessing.Manager: bench/locks/manager_peer.py (a SyncManager serving one
     threading.Lock per name on 127.0.0.1 TCP, N forked client processes).
 Every comparison runs Spindle (unary Acquire + Release on the same client count, distinct names
-unless contended) and its peer alternately in the same run: in full mode 3 rounds of (Spindle,
+unless contended; the stream rows carry the same acquire and release as messages on one
+LockStream per client) and its peer alternately in the same run: in full mode 3 rounds of (Spindle,
 peer), each run 0.5 s of warm-up and a 2 s window, and each side's median (its rates go to
 stderr); --quick runs one round of 0.5 + 1.5 s.
 
@@ -258,30 +259,34 @@ def main():
                  "bare gRPC echo (2 x GetLimits)", e["rate"], ratio, target,
                  None if ratio is None else check(ratio))
 
-        def vs_manager(clients):
-            s, m = paired(f"vs Manager c={clients} spindle | manager",
-                          spindle_pairs(clients, False),
+        def vs_manager(clients, mode="unary"):
+            s, m = paired(f"vs Manager ({mode}) c={clients} spindle | manager",
+                          spindle_pairs(clients, False, mode),
                           lambda: run_manager(clients, False, warmup, duration))
             ratio = s["rate"] / m["rate"] if m["rate"] else None
-            emit("uncontended acquire+release vs Manager (unary)", clients, "pairs/s", s["rate"],
-                 "multiprocessing.Manager Lock (TCP)", m["rate"], ratio, "ratio >= 1.5",
-                 None if ratio is None else ratio >= 1.5)
+            emit(f"uncontended acquire+release vs Manager ({mode})", clients, "pairs/s",
+                 s["rate"], "multiprocessing.Manager Lock (TCP)", m["rate"], ratio,
+                 "ratio >= 1.5", None if ratio is None else ratio >= 1.5)
+            if mode != "unary":  # A stream's acquires are pipelined: no per-acquire latency.
+                return
             for p in percentiles:
                 lr = m[f"{p}_us"] / s[f"{p}_us"] if s[f"{p}_us"] else None
                 emit(f"uncontended vs Manager: {p} acquire latency", clients, "us", s[f"{p}_us"],
                      "multiprocessing.Manager Lock", m[f"{p}_us"], lr, None, None)
 
-        def vs_etcd(etcd, clients, contended):
-            s, e = paired(f"vs etcd c={clients} contended={contended} spindle | etcd",
-                          spindle_pairs(clients, contended),
+        def vs_etcd(etcd, clients, contended, mode="unary"):
+            s, e = paired(f"vs etcd ({mode}) c={clients} contended={contended} spindle | etcd",
+                          spindle_pairs(clients, contended, mode),
                           lambda: run_load(load, "etcd", etcd, "lock", clients, contended, warmup,
                                            duration))
             ratio = s["rate"] / e["rate"] if e["rate"] else None
             need = 20 if contended else 4
             what = "contended handoffs, one lock" if contended else "uncontended acquire+release"
-            emit(f"{what} vs etcd (unary)", clients, "handoffs/s" if contended else "pairs/s",
+            emit(f"{what} vs etcd ({mode})", clients, "handoffs/s" if contended else "pairs/s",
                  s["rate"], "etcd v3lock Lock + Unlock", e["rate"], ratio, f"ratio >= {need}",
                  None if ratio is None else ratio >= need)
+            if mode != "unary":
+                return
             for p in percentiles:
                 lr = e[f"{p}_us"] / s[f"{p}_us"] if s[f"{p}_us"] else None
                 emit(f"{what} vs etcd: {p} acquire latency", clients, "us", s[f"{p}_us"],
@@ -340,6 +345,7 @@ def main():
                      "ratio >= 0.8 (within 1.25x)", lambda r: r >= 0.8)
         for clients in ([1, 16] if not args.quick else [16]):
             scenario(vs_manager, clients)
+            scenario(vs_manager, clients, "stream")
         scenario(vs_redis, "contended handoffs, one lock", "unary", 32, True)
         scenario(vs_redis, "contended handoffs, one lock", "stream", 32, True, latency=False)
 
@@ -361,7 +367,9 @@ def main():
             if etcd:
                 for clients in (1, 16):
                     scenario(vs_etcd, etcd, clients, False)
+                    scenario(vs_etcd, etcd, clients, False, "stream")
                 scenario(vs_etcd, etcd, 32, True)
+                scenario(vs_etcd, etcd, 32, True, "stream")
                 stop(procs.pop())
 
         if server.poll() is not None:

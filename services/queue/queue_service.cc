@@ -26,8 +26,6 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-// A PutItems call that may wait for room. Exactly one of the queue's callback and a successful
-// CancelPut ends it.
 // A unary call that may wait in the engine. Exactly one of the engine's callback and a
 // successful cancel of the waiter ends it; the call is never finished before Start() returns
 // (after Finish the reactor may be deleted at once, on another thread).
@@ -157,7 +155,7 @@ class GetItemsReactor final : public WaitingUnaryReactor {
     for (const auto& delivery : *result) {
       ToProto(delivery, response_->add_items());
     }
-    response_->set_closed(queue_->Describe().closed);
+    response_->set_closed(queue_->IsClosed());
     Done(grpc::Status::OK);
   }
 

@@ -1161,6 +1161,11 @@ QueueInfo Queue::Describe() const {
   return info;
 }
 
+bool Queue::IsClosed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
 Queue::Counts Queue::GetCounts() const {
   absl::MutexLock lock(&mu_);
   return Counts{static_cast<int64_t>(ready_.size()), static_cast<int64_t>(leased_.size()), totals_};

@@ -170,6 +170,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
   absl::StatusOr<int64_t> MarkDeleted(bool if_empty);
 
   QueueInfo Describe() const;
+  // Whether Close() has been called (one lock, no copy: for every GetItems answer).
+  bool IsClosed() const;
   // Cheap counts for metrics.
   struct Counts {
     int64_t depth = 0;
