@@ -26,6 +26,7 @@ Built-in handlers for tests and benchmarks (no module needed): "echo" (returns t
 """
 
 import importlib
+import io
 import os
 import struct
 import sys
@@ -47,6 +48,7 @@ def _read_exact(stream, n):
 
 
 def _write_frame(stream, kind, payload):
+    # One buffered frame, one flush: the pool reads it with one wake-up.
     stream.write(_HEADER.pack(kind, len(payload)))
     stream.write(payload)
     stream.flush()
@@ -56,6 +58,11 @@ def serve(handler, stdin=None, stdout=None):
     """Runs the worker loop until stdin closes. `handler(payload: bytes)` returns bytes or str."""
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
+    if isinstance(stdout, io.RawIOBase):
+        # `python -u` or PYTHONUNBUFFERED=1 make sys.stdout.buffer a raw stream: each write is a
+        # syscall that may write only part of its bytes. Buffer it, so a frame is written whole
+        # and at once.
+        stdout = io.BufferedWriter(stdout)
     sys.stdout = sys.stderr  # print() must not write into the framing.
     _write_frame(stdout, b"R", b"")
     while True:
