@@ -1,5 +1,6 @@
 // spindlectl session create|refresh|close|get|list|keepalive
-// spindlectl lock acquire|release|describe|list, lock event set|clear|wait, lock barrier wait
+// spindlectl lock acquire|release|refresh|create|delete|revoke|describe|list,
+//   lock event set|clear|wait, lock barrier wait|reset|abort, lock condition wait|notify
 //
 // `lock acquire NAME` without a command holds the lock until SIGINT/SIGTERM, keeping its lease
 // alive, then releases it. With `-- COMMAND ARGS...` it runs the command under the lock (like
@@ -747,6 +748,172 @@ int BarrierWait(Cli& cli, const std::string& name, int32_t parties, int64_t max_
   return response.tripped() ? kOk : kTimeout;
 }
 
+struct AdminOptions {
+  std::string name;
+  std::string kind;
+  int32_t permits = 0;
+  bool bounded = false;
+  int32_t parties = 0;
+  std::string condition_lock;
+  std::vector<std::string> labels;
+  int64_t fencing_token = 0;
+  std::string message;
+  std::string lease;
+  int64_t ttl_ms = 0;
+  int32_t count = 0;
+  bool all = false;
+  int64_t max_wait_ms = 0;
+};
+
+int CreateLock(Cli& cli, const AdminOptions& o) {
+  v1::CreateLockRequest request;
+  request.set_name(o.name);
+  v1::LockKind kind;
+  if (!ParseKind(o.kind, &kind)) {
+    std::fprintf(stderr,
+                 "spindlectl: --kind '%s' is not one of mutex, reentrant, semaphore, rw, event, "
+                 "barrier, condition\n",
+                 o.kind.c_str());
+    return kUsage;
+  }
+  request.set_kind(kind);
+  request.mutable_config()->set_permits(o.permits);
+  request.mutable_config()->set_bounded(o.bounded);
+  request.mutable_config()->set_parties(o.parties);
+  request.mutable_config()->set_lock_name(o.condition_lock);
+  for (const std::string& label : o.labels) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(label, absl::MaxSplits('=', 1));
+    (*request.mutable_labels())[kv.first] = kv.second;
+  }
+  auto stub = v1::LockService::NewStub(cli.channel());
+  v1::CreateLockResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->CreateLock(context.get(), request, &response);
+  if (!status.ok()) {
+    return cli.Fail(status);
+  }
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("%s %s %s\n", response.created() ? "created" : "exists", KindName(kind),
+                response.lock().name().c_str());
+  });
+}
+
+int DeleteLock(Cli& cli, const std::string& name) {
+  auto stub = v1::LockService::NewStub(cli.channel());
+  v1::DeleteLockRequest request;
+  request.set_name(name);
+  v1::DeleteLockResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->DeleteLock(context.get(), request, &response);
+  if (!status.ok()) {
+    return cli.Fail(status);
+  }
+  return cli.Print(response, [&](const google::protobuf::Message&) { std::printf("deleted\n"); });
+}
+
+int RevokeLock(Cli& cli, const AdminOptions& o) {
+  auto stub = v1::LockService::NewStub(cli.channel());
+  v1::RevokeLockRequest request;
+  request.set_name(o.name);
+  request.set_fencing_token(o.fencing_token);
+  request.set_message(o.message);
+  v1::RevokeLockResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->RevokeLock(context.get(), request, &response);
+  if (!status.ok()) {
+    return cli.Fail(status);
+  }
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("revoked %d grants; granted %d waiters\n", response.revoked(),
+                response.granted_waiters());
+  });
+}
+
+int RefreshLease(Cli& cli, const AdminOptions& o) {
+  auto stub = v1::LockService::NewStub(cli.channel());
+  v1::RefreshLeaseRequest request;
+  request.set_lease_id(o.lease);
+  request.set_lease_ttl_ms(o.ttl_ms);
+  v1::RefreshLeaseResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->RefreshLease(context.get(), request, &response);
+  if (!status.ok()) {
+    return cli.Fail(status);
+  }
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("expires %s\n", Time(response.expire_time()).c_str());
+  });
+}
+
+int BarrierReset(Cli& cli, const std::string& name, bool abort) {
+  auto stub = v1::LockService::NewStub(cli.channel());
+  auto context = cli.Context();
+  if (abort) {
+    v1::AbortBarrierRequest request;
+    request.set_name(name);
+    v1::AbortBarrierResponse response;
+    grpc::Status status = stub->AbortBarrier(context.get(), request, &response);
+    if (!status.ok()) {
+      return cli.Fail(status);
+    }
+    return cli.Print(response, [&](const google::protobuf::Message&) {
+      std::printf("aborted; broke %d waiters\n", response.broken_waiters());
+    });
+  }
+  v1::ResetBarrierRequest request;
+  request.set_name(name);
+  v1::ResetBarrierResponse response;
+  grpc::Status status = stub->ResetBarrier(context.get(), request, &response);
+  if (!status.ok()) {
+    return cli.Fail(status);
+  }
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("reset; broke %d waiters; generation=%ld\n", response.broken_waiters(),
+                static_cast<long>(response.generation()));
+  });
+}
+
+// Waits on a condition under the grant `--lease` (which it gives up while waiting) and prints the
+// new grant it holds afterwards: exit 0 when notified, 4 when --max-wait-ms ran out (the lock is
+// held again either way).
+int ConditionWait(Cli& cli, const AdminOptions& o) {
+  auto stub = v1::LockService::NewStub(cli.channel());
+  v1::WaitConditionRequest request;
+  request.set_name(o.name);
+  request.set_lease_id(o.lease);
+  request.set_max_wait_ms(o.max_wait_ms);
+  v1::WaitConditionResponse response;
+  auto context = cli.WaitContext(o.max_wait_ms);
+  grpc::Status status = stub->WaitCondition(context.get(), request, &response);
+  if (!status.ok()) {
+    return cli.Fail(status);
+  }
+  cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("%s lease=%s fencing_token=%ld held=%d\n",
+                response.notified() ? "notified" : "timed out", response.grant().lease_id().c_str(),
+                static_cast<long>(response.grant().fencing_token()), response.grant().held_count());
+  });
+  return response.notified() ? kOk : kTimeout;
+}
+
+int ConditionNotify(Cli& cli, const AdminOptions& o) {
+  auto stub = v1::LockService::NewStub(cli.channel());
+  v1::NotifyConditionRequest request;
+  request.set_name(o.name);
+  request.set_count(o.count);
+  request.set_all(o.all);
+  request.set_lease_id(o.lease);
+  v1::NotifyConditionResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->NotifyCondition(context.get(), request, &response);
+  if (!status.ok()) {
+    return cli.Fail(status);
+  }
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("woke %d waiters\n", response.woken());
+  });
+}
+
 }  // namespace
 
 void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
@@ -780,7 +947,8 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
   keepalive->callback([&cli, exit_code, so] { *exit_code = SessionKeepAlive(cli, *so); });
 
   // locks
-  auto* lock = app.add_subcommand("lock", "named locks, semaphores, events, barriers");
+  auto* lock =
+      app.add_subcommand("lock", "named locks, semaphores, rw locks, events, barriers, conditions");
   lock->require_subcommand(1);
   auto ao = std::make_shared<AcquireOptions>();
   auto* acquire = lock->add_subcommand(
@@ -812,6 +980,55 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
     *exit_code = ReleaseLock(cli, *lease, *count, *all);
   });
 
+  auto admin = std::make_shared<AdminOptions>();
+  auto* refresh_lease = lock->add_subcommand("refresh", "extend a grant's own lease");
+  refresh_lease->add_option("lease", admin->lease, "lease id")->required();
+  refresh_lease->add_option("--ttl-ms", admin->ttl_ms, "new lease TTL in milliseconds")->required();
+  refresh_lease->callback([&cli, exit_code, admin] { *exit_code = RefreshLease(cli, *admin); });
+
+  auto* create_lock =
+      lock->add_subcommand("create", "create a lock with explicit settings (kind, permits, ...)");
+  create_lock->add_option("name", admin->name, "lock name")->required();
+  create_lock
+      ->add_option("--kind", admin->kind,
+                   "mutex, reentrant, semaphore, rw, event, barrier or condition")
+      ->required();
+  create_lock->add_option("--permits", admin->permits, "semaphore: total permits (default 1)");
+  create_lock->add_flag("--bounded", admin->bounded,
+                        "semaphore: BoundedSemaphore (permits come back only by release)");
+  create_lock->add_option("--parties", admin->parties, "barrier: number of parties");
+  create_lock->add_option("--lock", admin->condition_lock,
+                          "condition: the MUTEX or REENTRANT lock it is bound to");
+  create_lock->add_option("--label", admin->labels, "label key=value (repeatable)");
+  create_lock->callback([&cli, exit_code, admin] { *exit_code = CreateLock(cli, *admin); });
+
+  auto* delete_lock = lock->add_subcommand("delete", "delete an idle lock (no holder, no waiter)");
+  delete_lock->add_option("name", admin->name, "lock name")->required();
+  delete_lock->callback([&cli, exit_code, admin] { *exit_code = DeleteLock(cli, admin->name); });
+
+  auto* revoke = lock->add_subcommand(
+      "revoke", "admin: end a lock's grants (all, or one by --token); its holders are told");
+  revoke->add_option("name", admin->name, "lock name")->required();
+  revoke->add_option("--token", admin->fencing_token, "only the grant with this fencing token");
+  revoke->add_option("--message", admin->message, "why (sent to the holder's session)");
+  revoke->callback([&cli, exit_code, admin] { *exit_code = RevokeLock(cli, *admin); });
+
+  auto* condition = lock->add_subcommand("condition", "conditions: wait, notify");
+  condition->require_subcommand(1);
+  auto* condition_wait = condition->add_subcommand(
+      "wait", "give up the grant --lease, wait for a notify, hold the lock again (new lease)");
+  condition_wait->add_option("name", admin->name, "condition name")->required();
+  condition_wait->add_option("--lease", admin->lease, "lease of the held lock")->required();
+  condition_wait->add_option("--max-wait-ms", admin->max_wait_ms,
+                             "stop waiting after this (the lock is re-acquired); exit 4");
+  condition_wait->callback([&cli, exit_code, admin] { *exit_code = ConditionWait(cli, *admin); });
+  auto* notify = condition->add_subcommand("notify", "wake the longest-waiting waiters");
+  notify->add_option("name", admin->name, "condition name")->required();
+  notify->add_option("--count", admin->count, "how many to wake (default 1)");
+  notify->add_flag("--all", admin->all, "wake every waiter");
+  notify->add_option("--lease", admin->lease, "check that this grant holds the condition's lock");
+  notify->callback([&cli, exit_code, admin] { *exit_code = ConditionNotify(cli, *admin); });
+
   auto name = std::make_shared<std::string>();
   auto* describe = lock->add_subcommand("describe", "holders and waiters of a lock");
   describe->add_option("name", *name, "lock name")->required();
@@ -839,7 +1056,7 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
   }
 
   auto parties = std::make_shared<int32_t>(0);
-  auto* barrier = lock->add_subcommand("barrier", "barriers");
+  auto* barrier = lock->add_subcommand("barrier", "barriers: wait, reset, abort");
   barrier->require_subcommand(1);
   auto* barrier_wait = barrier->add_subcommand("wait", "arrive and wait for the other parties");
   barrier_wait->add_option("name", *name, "barrier name")->required();
@@ -848,6 +1065,16 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
   barrier_wait->callback([&cli, exit_code, name, parties, max_wait] {
     *exit_code = BarrierWait(cli, *name, *parties, *max_wait);
   });
+  for (const char* action : {"reset", "abort"}) {
+    auto* sub = barrier->add_subcommand(
+        action, std::string(action) == "reset"
+                    ? "break the current generation and start an empty, unbroken one"
+                    : "break the barrier for its waiters and later callers until a reset");
+    sub->add_option("name", *name, "barrier name")->required();
+    sub->callback([&cli, exit_code, name, abort = std::string(action) == "abort"] {
+      *exit_code = BarrierReset(cli, *name, abort);
+    });
+  }
 }
 
 }  // namespace spindle::cli

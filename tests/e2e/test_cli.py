@@ -278,6 +278,104 @@ def test_events_and_barriers(ctl):
     assert finish(other)[0] == OK
 
 
+def test_lock_create_delete_revoke(ctl):
+    created = ctl.json("lock", "create", "cli-admin-sem", "--kind", "semaphore", "--permits", "3",
+                       "--bounded", "--label", "suite=cli")[0]
+    assert created["created"] is True
+    assert created["lock"]["config"]["permits"] == 3 and created["lock"]["config"]["bounded"]
+    assert ctl.ok("lock", "create", "cli-admin-sem", "--kind", "semaphore", "--permits", "3",
+                  "--bounded").startswith("exists semaphore")
+    r = ctl("lock", "create", "cli-admin-sem", "--kind", "mutex")
+    assert r.returncode == CONFLICT and "LOCK_EXISTS" in r.stderr
+    r = ctl("lock", "create", "cli-admin-x", "--kind", "spinlock")
+    assert r.returncode == USAGE and "spinlock" in r.stderr
+    r = ctl("lock", "create", "cli-admin-bar", "--kind", "barrier")
+    assert r.returncode == USAGE and "parties" in r.stderr
+    assert "deleted" in ctl.ok("lock", "delete", "cli-admin-sem")
+    assert ctl("lock", "delete", "cli-admin-sem").returncode == NOT_FOUND
+
+    holder = ctl.popen("lock", "acquire", "cli-admin-held")
+    try:
+        assert read_line(holder.stdout).startswith("acquired cli-admin-held")
+        r = ctl("lock", "delete", "cli-admin-held")
+        assert r.returncode == CONFLICT and "LOCK_IN_USE" in r.stderr
+        token = ctl.json("lock", "describe", "cli-admin-held")[0]["holders"][0]["fencing_token"]
+        r = ctl("lock", "revoke", "cli-admin-held", "--token", str(int(token) + 1000))
+        assert r.returncode == NOT_FOUND and "HOLDER_NOT_FOUND" in r.stderr
+        assert ctl.json("lock", "revoke", "cli-admin-held", "--token", token, "--message",
+                        "maintenance")[0]["revoked"] == 1
+        # The holder learns it lost the lock and exits 6.
+        code, _, err = finish(holder)
+        assert code == CONFLICT, err
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            finish(holder)
+    assert ctl.json("lock", "describe", "cli-admin-held")[0]["lock"]["holders"] == 0
+    ctl.ok("lock", "delete", "cli-admin-held")
+    assert ctl("lock", "describe", "cli-admin-held").returncode == NOT_FOUND
+    assert ctl("lock", "revoke", "cli-admin-held").returncode == NOT_FOUND
+
+
+def test_lease_refresh_and_condition_wait_notify(ctl):
+    sid = ctl.json("session", "create", "--ttl-ms", "20000", "--name", "cli-cond")[0]["session_id"]
+    holder = ctl.popen("--json", "lock", "acquire", "cli-cond-lock", "--session", sid,
+                       "--ttl-ms", "8000")
+    waiter = None
+    try:
+        first = json.loads(read_line(holder.stdout))["grant"]
+        refreshed = ctl.json("lock", "refresh", first["lease_id"], "--ttl-ms", "15000")[0]
+        assert refreshed["expire_time"] > first["expire_time"]
+        r = ctl("lock", "refresh", first["lease_id"], "--ttl-ms", "-1")
+        assert r.returncode == USAGE and "lease_ttl_ms" in r.stderr
+        assert ctl("lock", "refresh", "l-no-such", "--ttl-ms", "1000").returncode == NOT_FOUND
+
+        # No notify: the wait runs out, the lock is held again under a new lease (exit 4).
+        r = ctl("--json", "lock", "condition", "wait", "cli-cond", "--lease", first["lease_id"],
+                "--max-wait-ms", "100")
+        assert r.returncode == TIMEOUT, r.stderr
+        second = json.loads(r.stdout)
+        assert second["notified"] is False
+        assert second["grant"]["lease_id"] != first["lease_id"]
+        assert int(second["grant"]["fencing_token"]) > int(first["fencing_token"])
+        r = ctl("lock", "condition", "wait", "cli-cond", "--lease", first["lease_id"])
+        assert r.returncode == CONFLICT and "LOCK_NOT_HELD" in r.stderr  # that grant is gone
+
+        waiter = ctl.popen("--json", "lock", "condition", "wait", "cli-cond", "--lease",
+                           second["grant"]["lease_id"], "--max-wait-ms", "15000")
+        poll(lambda: ctl.json("lock", "describe", "cli-cond")[0]["lock"]["waiters"] == 1,
+             what="a condition waiter")
+        assert ctl.ok("lock", "condition", "notify", "cli-cond").strip() == "woke 1 waiters"
+        code, out, err = finish(waiter)
+        assert code == OK, err
+        third = json.loads(out)
+        assert third["notified"] is True
+        assert int(third["grant"]["fencing_token"]) > int(second["grant"]["fencing_token"])
+        assert ctl.ok("lock", "condition", "notify", "cli-cond", "--all").strip() == \
+            "woke 0 waiters"
+        ctl.ok("lock", "release", third["grant"]["lease_id"])
+    finally:
+        if waiter is not None and waiter.poll() is None:
+            waiter.kill()
+            finish(waiter)
+        holder.send_signal(signal.SIGTERM)
+        finish(holder)
+        ctl("session", "close", sid)
+
+
+def test_barrier_reset_and_abort(ctl):
+    ctl.ok("lock", "create", "cli-bar", "--kind", "barrier", "--parties", "2")
+    assert "broke 0 waiters" in ctl.ok("lock", "barrier", "abort", "cli-bar")
+    r = ctl("lock", "barrier", "wait", "cli-bar", "--max-wait-ms", "1000")
+    assert r.returncode == CONFLICT and "BARRIER_BROKEN" in r.stderr
+    assert ctl.json("lock", "barrier", "reset", "cli-bar")[0]["generation"] == "1"
+    other = ctl.popen("lock", "barrier", "wait", "cli-bar", "--max-wait-ms", "15000")
+    assert ctl.ok("lock", "barrier", "wait", "cli-bar", "--max-wait-ms", "15000") \
+        .startswith("tripped generation=1")
+    assert finish(other)[0] == OK
+    assert ctl("lock", "barrier", "reset", "cli-bar-no-such").returncode == NOT_FOUND
+
+
 # ---- queues ----
 
 def test_queue_commands(ctl):
