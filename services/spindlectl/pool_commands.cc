@@ -497,6 +497,22 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
   }
   {
     auto name = std::make_shared<std::string>();
+    auto size = std::make_shared<int32_t>(0);
+    auto* c = pool->add_subcommand(
+        "resize", "change a live pool's worker count (shrinking lets busy workers finish)");
+    c->add_option("pool", *name, "pool name")->required();
+    c->add_option("--size", *size, "new number of workers")->required();
+    c->callback([&cli, exit_code, name, size] {
+      v1::ResizePoolRequest request;
+      request.set_name(*name);
+      request.set_size(*size);
+      *exit_code = Simple<v1::ResizePoolRequest, v1::ResizePoolResponse>(
+          cli, request, &v1::PoolService::Stub::ResizePool,
+          [](const v1::ResizePoolResponse& r) { PrintPool(r.pool()); });
+    });
+  }
+  {
+    auto name = std::make_shared<std::string>();
     auto* c = pool->add_subcommand("close", "no new tasks; queued and running ones finish");
     c->add_option("pool", *name, "pool name")->required();
     c->callback([&cli, exit_code, name] {

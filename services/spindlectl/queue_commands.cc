@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "services/spindlectl/cli.h"
 #include "spindle/v1/queue.grpc.pb.h"
 
@@ -199,13 +200,24 @@ int Get(Cli& cli, const QueueArgs& a) {
   return response.items().empty() ? kTimeout : kOk;
 }
 
-int Settle(Cli& cli, const QueueArgs& a, bool ack) {
+enum class SettleAction { kAck, kNack, kExtend };
+
+int Settle(Cli& cli, const QueueArgs& a, SettleAction action) {
   auto stub = v1::QueueService::NewStub(cli.channel());
   grpc::Status status;
   google::protobuf::RepeatedPtrField<v1::QueueReceiptResult> results;
   auto context = cli.Context();
   std::unique_ptr<google::protobuf::Message> response;
-  if (ack) {
+  if (action == SettleAction::kExtend) {
+    v1::ExtendItemLeasesRequest request;
+    request.set_queue(a.name);
+    for (const auto& r : a.values) request.add_receipts(r);
+    request.set_visibility_timeout_ms(a.visibility_timeout_ms);
+    auto extended = std::make_unique<v1::ExtendItemLeasesResponse>();
+    status = stub->ExtendItemLeases(context.get(), request, extended.get());
+    results = extended->results();
+    response = std::move(extended);
+  } else if (action == SettleAction::kAck) {
     v1::AckItemsRequest request;
     request.set_queue(a.name);
     for (const auto& r : a.values) request.add_receipts(r);
@@ -229,7 +241,15 @@ int Settle(Cli& cli, const QueueArgs& a, bool ack) {
   }
   int code = cli.Print(*response, [&](const google::protobuf::Message&) {
     for (const auto& result : results) {
-      if (result.status().code() == 0) {
+      if (result.status().code() == 0 && action == SettleAction::kExtend) {
+        const auto& t = result.lease_expire_time();
+        std::printf(
+            "%s\tuntil %s\n", result.receipt().c_str(),
+            absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                             absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos()),
+                             absl::UTCTimeZone())
+                .c_str());
+      } else if (result.status().code() == 0) {
         std::printf("%s\tok\n", result.receipt().c_str());
       } else {
         std::printf("%s\t%s\n", result.receipt().c_str(), result.status().message().c_str());
@@ -453,14 +473,21 @@ void AddQueueCommands(CLI::App& app, Cli& cli, int* exit_code) {
   auto* ack = queue->add_subcommand("ack", "acknowledge leased items by receipt");
   name(ack);
   ack->add_option("receipts", a->values, "receipts")->required();
-  ack->callback([&cli, exit_code, a] { *exit_code = Settle(cli, *a, true); });
+  ack->callback([&cli, exit_code, a] { *exit_code = Settle(cli, *a, SettleAction::kAck); });
 
   auto* nack = queue->add_subcommand("nack", "give leased items back by receipt");
   name(nack);
   nack->add_option("receipts", a->values, "receipts")->required();
   nack->add_option("--delay-ms", a->delay_ms, "visible again after this, ms");
   nack->add_flag("--dead-letter", a->dead_letter, "send to the dead-letter queue");
-  nack->callback([&cli, exit_code, a] { *exit_code = Settle(cli, *a, false); });
+  nack->callback([&cli, exit_code, a] { *exit_code = Settle(cli, *a, SettleAction::kNack); });
+
+  auto* extend = queue->add_subcommand("extend", "keep leased items invisible for longer");
+  name(extend);
+  extend->add_option("receipts", a->values, "receipts")->required();
+  extend->add_option("--visibility-ms", a->visibility_timeout_ms, "invisible until now + this, ms")
+      ->required();
+  extend->callback([&cli, exit_code, a] { *exit_code = Settle(cli, *a, SettleAction::kExtend); });
 
   auto* consume = queue->add_subcommand("consume", "stream items as they come");
   name(consume);

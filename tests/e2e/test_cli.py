@@ -388,6 +388,15 @@ def test_queue_commands(ctl):
               if line]
     assert [payload for _, payload in leased] == ["b", "c"]
     assert ctl.ok("queue", "ack", q, leased[0][0]) == f"{leased[0][0]}\tok\n"
+    extended = ctl.ok("queue", "extend", q, leased[1][0], "--visibility-ms", "60000")
+    assert extended.startswith(f"{leased[1][0]}\tuntil 20")
+    result = ctl.json("queue", "extend", q, leased[1][0], "--visibility-ms", "60000")[0]
+    assert result["results"][0]["lease_expire_time"] >= extended.split("\tuntil ")[1][:19]
+    r = ctl("queue", "extend", q, leased[0][0], "--visibility-ms", "1000")  # acknowledged
+    assert r.returncode == CONFLICT and "ended before the extend" in r.stdout
+    assert ctl("queue", "extend", q, "9-9-9", "--visibility-ms", "1000").returncode == NOT_FOUND
+    r = ctl("queue", "extend", q, leased[1][0], "--visibility-ms", "-5")
+    assert r.returncode == USAGE and "visibility_timeout_ms" in r.stderr
     ctl.ok("queue", "nack", q, leased[1][0])  # "c" goes back to the head
     assert ctl("queue", "ack", q, "no-such-receipt").returncode == NOT_FOUND
     described = ctl.json("queue", "describe", q)[0]["queue"]
@@ -462,11 +471,17 @@ def test_pool_commands(ctl):
     pool = ctl.json("pool", "status", p)[0]["pool"]
     assert pool["state"] == "POOL_STATE_OPEN" and pool["stats"]["tasks_succeeded"] == "6"
     assert p in ctl.ok("pool", "status")
+    assert ctl.json("pool", "resize", p, "--size", "3")[0]["pool"]["spec"]["size"] == 3
+    r = ctl("pool", "resize", p, "--size", "-1")
+    assert r.returncode == USAGE and "size" in r.stderr
+    assert ctl("pool", "resize", "cli-pool-no-such", "--size", "1").returncode == NOT_FOUND
+    ctl.ok("pool", "resize", p, "--size", "2")
     assert len(ctl.json("pool", "tasks", p, "--state", "failed")[0]["tasks"]) == 2
     assert "exit code 3" in ctl.ok("pool", "tasks", p, "--state", "failed")
     events = ctl.json("pool", "watch", p, "--after", "1", "--count", "3")
     assert [e["event"]["sequence"] for e in events] == ["2", "3", "4"]
     ctl.ok("pool", "close", p)
+    assert ctl("pool", "resize", p, "--size", "1").returncode == CONFLICT  # not open
     assert "CLOSED" in ctl.ok("pool", "join", p, "--max-wait-ms", "15000")
     assert "deleted" in ctl.ok("pool", "delete", p)
     assert ctl("pool", "status", p).returncode == NOT_FOUND
