@@ -1,4 +1,5 @@
-// spindlectl run | spawn | ps | wait | kill | logs [-f] | attach: the process commands.
+// spindlectl run | spawn | ps | wait | kill | restart | rm | watch | logs [-f] | attach: the
+// process commands.
 //
 // `run` and `attach` pass the process's stdout/stderr through and exit with its exit code (or
 // 128 + the signal number, as shells do), so `spindlectl run -- make test` behaves like the
@@ -156,20 +157,26 @@ int Spawn(Cli& cli, const SpecFlags& flags) {
   });
 }
 
-int Ps(Cli& cli, const std::vector<std::string>& states, const std::string& selector,
-       const std::string& prefix) {
-  auto stub = v1::ProcessService::NewStub(cli.channel());
-  v1::ListProcessesRequest request;
-  for (const auto& s : states) {
+// Parses --state names (running, exited, ...) into `out`; false (after a message) on a bad one.
+bool ParseStates(const std::vector<std::string>& names, google::protobuf::RepeatedField<int>* out) {
+  for (const auto& s : names) {
     v1::ProcessState state;
     std::string upper;
     for (char c : s) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     if (!v1::ProcessState_Parse("PROCESS_STATE_" + upper, &state)) {
       std::fprintf(stderr, "spindlectl: --state '%s' is not a process state\n", s.c_str());
-      return kUsage;
+      return false;
     }
-    request.add_states(state);
+    out->Add(state);
   }
+  return true;
+}
+
+int Ps(Cli& cli, const std::vector<std::string>& states, const std::string& selector,
+       const std::string& prefix) {
+  auto stub = v1::ProcessService::NewStub(cli.channel());
+  v1::ListProcessesRequest request;
+  if (!ParseStates(states, request.mutable_states())) return kUsage;
   request.set_label_selector(selector);
   request.set_name_prefix(prefix);
   request.set_page_size(1000);
@@ -198,6 +205,64 @@ int Ps(Cli& cli, const std::vector<std::string>& states, const std::string& sele
     request.set_page_token(response.next_page_token());
   } while (!request.page_token().empty());
   return kOk;
+}
+
+int Restart(Cli& cli, const std::string& id, int64_t grace_ms) {
+  auto stub = v1::ProcessService::NewStub(cli.channel());
+  v1::RestartProcessRequest request;
+  request.set_process_id(id);
+  if (grace_ms >= 0) request.set_grace_ms(grace_ms);
+  v1::RestartProcessResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->RestartProcess(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  return cli.Print(response, [&](const google::protobuf::Message&) {
+    std::printf("%s %s\n", id.c_str(), Summary(response.process().status()).c_str());
+  });
+}
+
+int Remove(Cli& cli, const std::string& id, bool force) {
+  auto stub = v1::ProcessService::NewStub(cli.channel());
+  v1::DeleteProcessRequest request;
+  request.set_process_id(id);
+  request.set_force(force);
+  v1::DeleteProcessResponse response;
+  auto context = cli.Context();
+  grpc::Status status = stub->DeleteProcess(context.get(), request, &response);
+  if (!status.ok()) return cli.Fail(status);
+  return cli.Print(
+      response, [&](const google::protobuf::Message&) { std::printf("deleted %s\n", id.c_str()); });
+}
+
+// Prints process events until --count came, the stream ends or --timeout-ms (if given) passed.
+int WatchProcesses(Cli& cli, const std::vector<std::string>& states, const std::string& selector,
+                   const std::string& prefix, bool initial, int64_t count) {
+  auto stub = v1::ProcessService::NewStub(cli.channel());
+  v1::WatchProcessesRequest request;
+  if (!ParseStates(states, request.mutable_states())) return kUsage;
+  request.set_label_selector(selector);
+  request.set_name_prefix(prefix);
+  request.set_send_initial(initial);
+  auto context = cli.WaitContext(0);
+  auto reader = stub->WatchProcesses(context.get(), request);
+  v1::WatchProcessesResponse event;
+  int64_t seen = 0;
+  while ((count == 0 || seen < count) && reader->Read(&event)) {
+    ++seen;
+    cli.Print(event, [&](const google::protobuf::Message&) {
+      const auto& p = event.process();
+      std::printf("%-13s %-22s %s\n", v1::ProcessEventType_Name(event.type()).substr(19).c_str(),
+                  p.id().c_str(), Summary(p.status()).c_str());
+    });
+    std::fflush(stdout);
+  }
+  if (count > 0 && seen >= count) {
+    context->TryCancel();
+    reader->Finish();
+    return kOk;
+  }
+  grpc::Status status = reader->Finish();
+  return status.ok() ? kOk : cli.Fail(status);
 }
 
 int Wait(Cli& cli, const std::string& id, int64_t max_wait_ms, bool running) {
@@ -385,6 +450,36 @@ void AddProcessCommands(CLI::App& app, Cli& cli, int* exit_code) {
   kill->callback([&cli, exit_code]() {
     *exit_code =
         Kill(cli, kill_id, kill_signal, kill_target, kill_terminate, kill_grace, kill_wait);
+  });
+
+  static std::string restart_id;
+  static int64_t restart_grace = -1;
+  CLI::App* restart = app.add_subcommand(
+      "restart", "stop a process (its tree) and start it again with the same spec");
+  restart->add_option("id", restart_id, "process id")->required();
+  restart->add_option("--grace", restart_grace, "ms between the stop signal and SIGKILL");
+  restart->callback([&cli, exit_code]() { *exit_code = Restart(cli, restart_id, restart_grace); });
+
+  static std::string rm_id;
+  static bool rm_force = false;
+  CLI::App* rm = app.add_subcommand("rm", "delete a final process's record (--force: kill first)");
+  rm->add_option("id", rm_id, "process id")->required();
+  rm->add_flag("-f,--force", rm_force, "terminate it first if it still runs");
+  rm->callback([&cli, exit_code]() { *exit_code = Remove(cli, rm_id, rm_force); });
+
+  static std::vector<std::string> watch_states;
+  static std::string watch_selector, watch_prefix;
+  static bool watch_initial = false;
+  static int64_t watch_count = 0;
+  CLI::App* watch = app.add_subcommand("watch", "follow process events (started, exited, ...)");
+  watch->add_option("--state", watch_states, "only processes in these states");
+  watch->add_option("-l,--selector", watch_selector, "label selector, e.g. app=web");
+  watch->add_option("--prefix", watch_prefix, "name prefix");
+  watch->add_flag("--initial", watch_initial, "first one event per matching process");
+  watch->add_option("--count", watch_count, "stop after this many events (0: until Ctrl-C)");
+  watch->callback([&cli, exit_code]() {
+    *exit_code =
+        WatchProcesses(cli, watch_states, watch_selector, watch_prefix, watch_initial, watch_count);
   });
 
   static std::string logs_id, logs_stream = "both";

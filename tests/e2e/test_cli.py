@@ -193,6 +193,41 @@ def test_spawn_ps_wait_logs_kill(ctl):
     assert "SIGTERM" in ctl.ok("wait", "--max-wait-ms", "10000", single)
 
 
+def test_restart_rm_and_watch_processes(ctl):
+    pid = ctl.ok("spawn", "-l", "suite=cli-restart", "--", "sleep", "300").strip()
+    ctl.ok("wait", "--running", pid)
+    # --initial: the first event (this process, RUNNING) also shows the watch is live.
+    watcher = ctl.popen("--json", "watch", "-l", "suite=cli-restart", "--initial")
+    try:
+        initial = json.loads(read_line(watcher.stdout))
+        assert initial["type"] == "PROCESS_EVENT_TYPE_INITIAL"
+        assert initial["process"]["id"] == pid
+        first_pid = initial["process"]["status"]["pid"]
+        restarted = ctl.json("restart", pid, "--grace", "2000")[0]["process"]
+        assert restarted["id"] == pid
+        assert restarted["status"]["state"] == "PROCESS_STATE_RUNNING"
+        assert restarted["status"]["pid"] != first_pid
+        assert int(restarted["status"]["restart_count"]) == 1
+        r = ctl("rm", pid)
+        assert r.returncode == CONFLICT and "PROCESS_RUNNING" in r.stderr
+        assert "deleted" in ctl.ok("rm", "--force", pid)
+        assert ctl("wait", pid).returncode == NOT_FOUND
+        assert ctl("rm", pid).returncode == NOT_FOUND
+        assert ctl("restart", pid).returncode == NOT_FOUND
+        # The watch saw the restart's state changes, then the delete.
+        events = []
+        while not events or events[-1]["type"] != "PROCESS_EVENT_TYPE_DELETED":
+            events.append(json.loads(read_line(watcher.stdout)))
+            assert len(events) < 50, events
+        assert all(e["process"]["id"] == pid for e in events)
+        assert "PROCESS_EVENT_TYPE_STATE_CHANGED" in [e["type"] for e in events]
+    finally:
+        watcher.kill()
+        finish(watcher)
+    r = ctl("watch", "--state", "asleep", "--count", "1")
+    assert r.returncode == USAGE and "asleep" in r.stderr
+
+
 def test_attach_passes_stdin_through(ctl):
     r = ctl("attach", "-i", "--", "sh", "-c", "cat; echo err >&2; exit 5", input="a\nb\n")
     assert (r.returncode, r.stdout, r.stderr) == (5, "a\nb\n", "err\n")

@@ -24,6 +24,7 @@
 #include "services/common/status_convert.h"
 #include "services/server/spindle_server.h"
 #include "spindle/v1/queue.grpc.pb.h"
+#include "tests/support/own_channel.h"
 #include "tests/support/spindled_process.h"
 
 extern char** environ;
@@ -48,12 +49,7 @@ std::unique_ptr<grpc::ClientContext> Context(
   return context;
 }
 
-// A channel of its own (not sharing a TCP connection with other clients).
-std::shared_ptr<grpc::Channel> OwnChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
+using spindle::testing::OwnChannel;
 
 class QueueServiceTest : public ::testing::Test {
  protected:

@@ -16,6 +16,7 @@
 #include "services/server/spindle_server.h"
 #include "spindle/v1/lock.grpc.pb.h"
 #include "spindle/v1/value.grpc.pb.h"
+#include "tests/support/own_channel.h"
 #include "tests/support/spindled_process.h"
 
 namespace spindle {
@@ -30,11 +31,7 @@ std::unique_ptr<grpc::ClientContext> Context() {
   return context;
 }
 
-std::shared_ptr<grpc::Channel> OwnChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
+using spindle::testing::OwnChannel;
 
 class ValueServiceTest : public ::testing::Test {
  protected:
@@ -85,8 +82,10 @@ TEST_F(ValueServiceTest, ConcurrentAddsFromSixteenClientsSumExactly) {
         request.set_name(name_);
         request.set_int64_delta(1);
         v1::AddToValueResponse response;
-        if (!stub->AddToValue(Context().get(), request, &response).ok()) {
-          ++failures;
+        const grpc::Status status = stub->AddToValue(Context().get(), request, &response);
+        if (!status.ok() && failures.fetch_add(1) == 0) {
+          ADD_FAILURE() << "add " << i << ": code " << status.error_code() << " "
+                        << status.error_message();
         }
       }
     });
