@@ -2,8 +2,9 @@
 //
 // The code maps one to one (absl's canonical codes are gRPC's). The message is kept. The engine's
 // reason payload (spindle::Reason) travels as a spindle.v1.ErrorInfo inside a spindle.v1.Status
-// (wire-compatible with google.rpc.Status) in the status details; the errors interceptor also
-// copies it to the `spindle-reason` trailer.
+// (wire-compatible with google.rpc.Status) in the status details, with the status's other
+// `spindle.dev/KEY` payloads as ErrorInfo.metadata[KEY]; the errors interceptor also copies the
+// reason to the `spindle-reason` trailer.
 //
 // Thread-safety: free functions, all thread-safe.
 #ifndef SPINDLE_SERVICES_COMMON_STATUS_CONVERT_H_
@@ -11,6 +12,7 @@
 
 #include <grpcpp/support/status.h>
 
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
@@ -32,6 +34,10 @@ grpc::Status GrpcError(grpc::StatusCode code, absl::string_view reason, absl::st
 
 // The reason inside a status's details, or "" when it has none or they do not parse.
 std::string ReasonOf(const grpc::Status& status);
+
+// The metadata of the ErrorInfo inside a status's details (e.g. a deadlock's "cycle" and
+// "locks"); empty when it has none or they do not parse.
+std::map<std::string, std::string> ErrorMetadataOf(const grpc::Status& status);
 
 }  // namespace spindle::services
 

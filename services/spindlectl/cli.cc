@@ -171,6 +171,10 @@ int Cli::Fail(const grpc::Status& status) const {
   if (options_.json) {
     nlohmann::json error = {
         {"code", name}, {"reason", reason}, {"message", status.error_message()}};
+    auto metadata = services::ErrorMetadataOf(status);
+    if (!metadata.empty()) {
+      error["metadata"] = metadata;
+    }
     std::fprintf(stderr, "%s\n", error.dump().c_str());
   } else {
     std::fprintf(stderr, "spindlectl: %s: %s%s%s\n", name, status.error_message().c_str(),

@@ -179,13 +179,17 @@ def test_lock_waiter_is_granted_on_release(client, other):
 
 
 def test_double_acquire_in_one_thread_is_deadlock(client):
-    lock = client.lock(name("self"))
+    lock_name = name("self")
+    lock = client.lock(lock_name)
     lock.acquire()
     try:
         with pytest.raises(spindle.Deadlock) as err:
             lock.acquire(timeout=5)
         assert err.value.reason == "DEADLOCK"
         assert isinstance(err.value, spindle.Aborted)
+        # The cycle of one and its lock travel as ErrorInfo metadata.
+        assert "waits for" in err.value.metadata["cycle"]
+        assert err.value.metadata["locks"] == lock_name
     finally:
         lock.release()
 

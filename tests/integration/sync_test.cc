@@ -413,6 +413,7 @@ TEST_F(SyncTest, BarrierBreaksForAllOnOneTimeout) {
   grpc::Status broken = patient_done.get_future().get();
   EXPECT_EQ(broken.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(services::ReasonOf(broken), "BARRIER_BROKEN");
+  EXPECT_FALSE(services::ErrorMetadataOf(broken)["cause"].empty());
   // Later arrivals fail too, until a reset.
   context = Context();
   status = locks_->WaitBarrier(context.get(), patient, &patient_response);
@@ -504,6 +505,12 @@ TEST_F(SyncTest, DeadlockIsAbortedNamingTheCycle) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_EQ(services::ReasonOf(status), "DEADLOCK");
   EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat(s1, "/a waits for ", Name("/y"))));
+  // The cycle and the locks on it travel as ErrorInfo metadata too, for programs to read.
+  auto metadata = services::ErrorMetadataOf(status);
+  EXPECT_THAT(metadata["cycle"], HasSubstr(absl::StrCat(s1, "/a waits for ", Name("/y"))));
+  EXPECT_THAT(metadata["locks"], HasSubstr(Name("/x")));
+  EXPECT_THAT(metadata["locks"], HasSubstr(Name("/y")));
+  EXPECT_EQ(metadata.count("reason"), 0u);
   // Ending s1 frees x for b.
   v1::CloseSessionRequest close;
   close.set_session_id(s1);

@@ -763,9 +763,10 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
           std::any_of(l.grants.begin(), l.grants.end(), [&](const Grant& g) {
             return Identity(g.session_id, g.owner) == identity;
           })) {
-        absl::Status status =
-            Aborted("DEADLOCK", absl::StrCat("deadlock: ", identity, " waits for ", l.name,
-                                             " held by ", identity, " (itself)"));
+        const std::string cycle =
+            absl::StrCat(identity, " waits for ", l.name, " held by ", identity, " (itself)");
+        absl::Status status = Aborted("DEADLOCK", absl::StrCat("deadlock: ", cycle));
+        status.SetPayload("spindle.dev/cycle", absl::Cord(cycle));
         status.SetPayload("spindle.dev/locks", absl::Cord(l.name));
         return status;
       }

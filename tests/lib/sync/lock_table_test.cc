@@ -448,6 +448,13 @@ TEST_F(LockTableTest, WaitingForAMutexYouHoldIsADeadlock) {
   MustAcquire(params);
   auto again = Start(params);
   EXPECT_EQ(Reason(again->result.status()), "DEADLOCK");
+  // A cycle of one carries the same payloads as a longer one.
+  auto cycle = again->result.status().GetPayload("spindle.dev/cycle");
+  ASSERT_TRUE(cycle.has_value());
+  EXPECT_THAT(std::string(*cycle), HasSubstr("waits for m held by"));
+  auto locks = again->result.status().GetPayload("spindle.dev/locks");
+  ASSERT_TRUE(locks.has_value());
+  EXPECT_EQ(std::string(*locks), "m");
 }
 
 TEST_F(LockTableTest, EventWakesEveryWaiter) {
