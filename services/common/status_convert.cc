@@ -35,22 +35,6 @@ grpc::Status ErrorWithInfo(grpc::StatusCode code, absl::string_view reason,
   return grpc::Status(code, std::string(message), std::move(details));
 }
 
-}  // namespace
-
-grpc::Status GrpcError(grpc::StatusCode code, absl::string_view reason, absl::string_view message) {
-  return ErrorWithInfo(code, reason, message, nullptr);
-}
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) {
-    return grpc::Status::OK;
-  }
-  return ErrorWithInfo(static_cast<grpc::StatusCode>(status.code()), Reason(status),
-                       status.message(), &status);
-}
-
-namespace {
-
 bool ErrorInfoOf(const grpc::Status& status, v1::ErrorInfo* info) {
   if (status.error_details().empty()) {
     return false;
@@ -68,6 +52,18 @@ bool ErrorInfoOf(const grpc::Status& status, v1::ErrorInfo* info) {
 }
 
 }  // namespace
+
+grpc::Status GrpcError(grpc::StatusCode code, absl::string_view reason, absl::string_view message) {
+  return ErrorWithInfo(code, reason, message, nullptr);
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) {
+    return grpc::Status::OK;
+  }
+  return ErrorWithInfo(static_cast<grpc::StatusCode>(status.code()), Reason(status),
+                       status.message(), &status);
+}
 
 std::string ReasonOf(const grpc::Status& status) {
   v1::ErrorInfo info;
