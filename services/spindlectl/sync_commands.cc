@@ -392,6 +392,7 @@ struct AcquireOptions {
   int64_t max_wait_ms = 0;
   std::string owner;
   bool shared = false;
+  std::string request_id;
   std::vector<std::string> command;
 };
 
@@ -493,6 +494,7 @@ int AcquireLock(Cli& cli, const AcquireOptions& o) {
   }
   request.set_wait(!o.no_wait);
   request.set_max_wait_ms(o.max_wait_ms);
+  request.set_request_id(o.request_id);
 
   // The session the grant lives under: the given one, or our own kept alive by a stream.
   std::string session = o.session;
@@ -598,12 +600,14 @@ int AcquireLock(Cli& cli, const AcquireOptions& o) {
   return code;
 }
 
-int ReleaseLock(Cli& cli, const std::string& lease, int32_t count, bool all) {
+int ReleaseLock(Cli& cli, const std::string& lease, int32_t count, bool all,
+                const std::string& request_id) {
   auto stub = v1::LockService::NewStub(cli.channel());
   v1::ReleaseRequest request;
   request.set_lease_id(lease);
   request.set_count(count);
   request.set_all(all);
+  request.set_request_id(request_id);
   v1::ReleaseResponse response;
   auto context = cli.Context();
   grpc::Status status = stub->Release(context.get(), request, &response);
@@ -967,6 +971,8 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
   acquire->add_option("--max-wait-ms", ao->max_wait_ms, "give up waiting after this; exit 4");
   acquire->add_option("--owner", ao->owner, "owner id (required for reentrant)");
   acquire->add_flag("--shared", ao->shared, "rw lock: take it shared (a reader)");
+  acquire->add_option("--request-id", ao->request_id,
+                      "idempotency key: a retry gets the original grant");
   acquire->callback([&cli, exit_code, ao] { *exit_code = AcquireLock(cli, *ao); });
 
   auto lease = std::make_shared<std::string>();
@@ -976,8 +982,11 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
   release->add_option("lease", *lease, "lease id")->required();
   release->add_option("--count", *count, "reentrant holds or semaphore permits to give back");
   release->add_flag("--all", *all, "end the grant whatever its count");
-  release->callback([&cli, exit_code, lease, count, all] {
-    *exit_code = ReleaseLock(cli, *lease, *count, *all);
+  auto release_request_id = std::make_shared<std::string>();
+  release->add_option("--request-id", *release_request_id,
+                      "idempotency key: a retry gives back nothing more");
+  release->callback([&cli, exit_code, lease, count, all, release_request_id] {
+    *exit_code = ReleaseLock(cli, *lease, *count, *all, *release_request_id);
   });
 
   auto admin = std::make_shared<AdminOptions>();

@@ -213,6 +213,7 @@ absl::Status FromProto(const v1::AcquireRequest& request, absl::Time deadline,
   out->wait = request.wait();
   out->max_wait = Ms(request.max_wait_ms());
   out->deadline = deadline;
+  out->request_id = request.request_id();
   return absl::OkStatus();
 }
 
@@ -222,6 +223,7 @@ sync::ReleaseParams FromProto(const v1::ReleaseRequest& request) {
   params.count = request.count();
   params.all = request.all();
   params.name = request.name();
+  params.request_id = request.request_id();
   return params;
 }
 

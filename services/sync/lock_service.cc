@@ -61,8 +61,10 @@ grpc::ServerUnaryReactor* LockServiceImpl::Acquire(grpc::CallbackServerContext* 
     return call;
   }
   sync::LockTable* locks = &locks_;
-  sync::WaitHandle handle = locks_.Acquire(
-      std::move(params), [call, response, locks](absl::StatusOr<sync::AcquireResult> result) {
+  std::string request_id = params.request_id;
+  sync::WaitHandle handle =
+      locks_.Acquire(std::move(params), [call, response, locks, request_id = std::move(request_id)](
+                                            absl::StatusOr<sync::AcquireResult> result) {
         if (!result.ok()) {
           call->Complete(result.status(), nullptr, nullptr);
           return;
@@ -70,10 +72,11 @@ grpc::ServerUnaryReactor* LockServiceImpl::Acquire(grpc::CallbackServerContext* 
         std::string lease = result->acquired ? result->grant.lease_id : "";
         call->Complete(
             absl::OkStatus(), [&] { ToProto(*result, response); },
-            [locks, lease] {
+            [locks, lease, &request_id] {
               if (!lease.empty()) {
                 sync::ReleaseParams release;
                 release.lease_id = lease;
+                release.abandoned_request_id = request_id;
                 (void)locks->Release(release);
               }
             });
@@ -108,7 +111,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::RefreshLease(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* LockServiceImpl::SetEvent(grpc::CallbackServerContext* context,
                                                     const v1::SetEventRequest* request,
                                                     v1::SetEventResponse* response) {
-  auto set = locks_.SetEvent(request->name());
+  auto set = locks_.SetEvent(request->name(), request->request_id());
   if (set.ok()) {
     response->set_was_set(set->first);
     response->set_woken(set->second);
@@ -119,7 +122,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::SetEvent(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* LockServiceImpl::ClearEvent(grpc::CallbackServerContext* context,
                                                       const v1::ClearEventRequest* request,
                                                       v1::ClearEventResponse* response) {
-  auto cleared = locks_.ClearEvent(request->name());
+  auto cleared = locks_.ClearEvent(request->name(), request->request_id());
   if (cleared.ok()) {
     response->set_was_set(*cleared);
   }
@@ -161,6 +164,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::WaitBarrier(grpc::CallbackServerConte
   params.max_wait = Ms(request->max_wait_ms());
   params.deadline = CallDeadline(*context);
   params.owner = request->owner();
+  params.request_id = request->request_id();
   call->Started(locks_.WaitBarrier(std::move(params),
                                    [call, response](absl::StatusOr<sync::BarrierResult> result) {
                                      call->Complete(
@@ -178,7 +182,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::WaitBarrier(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* LockServiceImpl::ResetBarrier(grpc::CallbackServerContext* context,
                                                         const v1::ResetBarrierRequest* request,
                                                         v1::ResetBarrierResponse* response) {
-  auto reset = locks_.ResetBarrier(request->name());
+  auto reset = locks_.ResetBarrier(request->name(), request->request_id());
   if (reset.ok()) {
     response->set_broken_waiters(reset->first);
     response->set_generation(reset->second);
@@ -189,7 +193,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::ResetBarrier(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* LockServiceImpl::AbortBarrier(grpc::CallbackServerContext* context,
                                                         const v1::AbortBarrierRequest* request,
                                                         v1::AbortBarrierResponse* response) {
-  auto broken = locks_.AbortBarrier(request->name());
+  auto broken = locks_.AbortBarrier(request->name(), request->request_id());
   if (broken.ok()) {
     response->set_broken_waiters(*broken);
   }
@@ -233,7 +237,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::NotifyCondition(
     grpc::CallbackServerContext* context, const v1::NotifyConditionRequest* request,
     v1::NotifyConditionResponse* response) {
   auto woken = locks_.NotifyCondition(request->name(), request->count(), request->all(),
-                                      request->lease_id());
+                                      request->lease_id(), request->request_id());
   if (woken.ok()) {
     response->set_woken(*woken);
   }
@@ -271,7 +275,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::ListLocks(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* LockServiceImpl::DeleteLock(grpc::CallbackServerContext* context,
                                                       const v1::DeleteLockRequest* request,
                                                       v1::DeleteLockResponse* response) {
-  return Answer(context, locks_.Delete(request->name()));
+  return Answer(context, locks_.Delete(request->name(), request->request_id()));
 }
 
 grpc::ServerUnaryReactor* LockServiceImpl::RevokeLock(grpc::CallbackServerContext* context,
@@ -280,7 +284,8 @@ grpc::ServerUnaryReactor* LockServiceImpl::RevokeLock(grpc::CallbackServerContex
   if (absl::Status s = NonNegative("fencing_token", request->fencing_token()); !s.ok()) {
     return Answer(context, s);
   }
-  auto revoked = locks_.Revoke(request->name(), request->fencing_token(), request->message());
+  auto revoked = locks_.Revoke(request->name(), request->fencing_token(), request->message(),
+                               request->request_id());
   if (revoked.ok()) {
     response->set_revoked(revoked->first);
     response->set_granted_waiters(revoked->second);

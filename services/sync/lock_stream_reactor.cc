@@ -154,9 +154,11 @@ void LockStreamReactor::StartAcquire(uint64_t call_id, int64_t timeout_ms,
     Answer(std::move(response));
     return;
   }
-  sync::WaitHandle handle = locks_.Acquire(
-      std::move(params), [this, call_id](absl::StatusOr<sync::AcquireResult> result) {
-        OnAcquired(call_id, std::move(result));
+  std::string request_id = params.request_id;
+  sync::WaitHandle handle =
+      locks_.Acquire(std::move(params), [this, call_id, request_id = std::move(request_id)](
+                                            absl::StatusOr<sync::AcquireResult> result) {
+        OnAcquired(call_id, request_id, std::move(result));
       });
   if (handle.pending()) {
     absl::MutexLock lock(&mu_);
@@ -167,7 +169,8 @@ void LockStreamReactor::StartAcquire(uint64_t call_id, int64_t timeout_ms,
   }
 }
 
-void LockStreamReactor::OnAcquired(uint64_t call_id, absl::StatusOr<sync::AcquireResult> result) {
+void LockStreamReactor::OnAcquired(uint64_t call_id, const std::string& request_id,
+                                   absl::StatusOr<sync::AcquireResult> result) {
   bool deliver;
   {
     absl::MutexLock lock(&mu_);
@@ -186,6 +189,7 @@ void LockStreamReactor::OnAcquired(uint64_t call_id, absl::StatusOr<sync::Acquir
     // Nobody will receive this grant: give it back at once.
     sync::ReleaseParams release;
     release.lease_id = result->grant.lease_id;
+    release.abandoned_request_id = request_id;
     (void)locks_.Release(release);
   }
   Pump();

@@ -43,7 +43,8 @@ class LockStreamReactor final
  private:
   void Handle(const v1::LockStreamRequest& request);
   void StartAcquire(uint64_t call_id, int64_t timeout_ms, const v1::AcquireRequest& acquire);
-  void OnAcquired(uint64_t call_id, absl::StatusOr<sync::AcquireResult> result);
+  void OnAcquired(uint64_t call_id, const std::string& request_id,
+                  absl::StatusOr<sync::AcquireResult> result);
   // Queues an answer (dropped once the stream is finishing).
   void Answer(v1::LockStreamResponse response);
   // Starts the next write, or finishes the stream when nothing is left.

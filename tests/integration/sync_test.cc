@@ -481,6 +481,70 @@ TEST_F(SyncTest, BadInputGetsTheRightCodesAndMessages) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(SyncTest, RetriesWithTheSameRequestIdActOnce) {
+  const std::string name = Name();
+  v1::AcquireRequest acquire;
+  acquire.set_name(name);
+  acquire.set_request_id("acquire-1");
+  v1::LockGrant first = MustAcquire(acquire);
+  v1::LockGrant retry = MustAcquire(acquire);  // as if the first reply had been lost
+  EXPECT_EQ(retry.lease_id(), first.lease_id());
+  EXPECT_EQ(retry.fencing_token(), first.fencing_token());
+  EXPECT_EQ(Describe(name).lock().holders(), 1);
+  EXPECT_EQ(Describe(name).lock().waiters(), 0);
+
+  v1::ReleaseRequest release;
+  release.set_lease_id(first.lease_id());
+  release.set_request_id("release-1");
+  for (int i = 0; i < 2; ++i) {
+    v1::ReleaseResponse response;
+    auto context = Context();
+    grpc::Status status = locks_->Release(context.get(), release, &response);
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_EQ(response.remaining(), 0);
+  }
+  grpc::Status again = Release(first.lease_id());  // no request_id: a second release
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(services::ReasonOf(again), "LOCK_NOT_HELD");
+
+  // The acquire's retry now learns that its grant has ended; it never takes a second one.
+  v1::AcquireResponse late;
+  grpc::Status status = Acquire(acquire, &late);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(services::ReasonOf(status), "LOCK_NOT_HELD");
+  EXPECT_THAT(status.error_message(), HasSubstr("request_id 'acquire-1'"));
+  EXPECT_EQ(Describe(name).lock().holders(), 0);
+
+  // A retry while the original still waits is told so, and does not queue a second waiter.
+  v1::LockGrant holder = MustAcquire([&] {
+    v1::AcquireRequest other;
+    other.set_name(name);
+    return other;
+  }());
+  v1::AcquireRequest waiting = acquire;
+  waiting.set_request_id("acquire-2");
+  waiting.set_wait(true);
+  auto original = StartAcquire(*locks_, waiting);
+  ASSERT_TRUE(AwaitWaiters(name, 1));
+  v1::AcquireResponse early;
+  status = Acquire(waiting, &early);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(services::ReasonOf(status), "REQUEST_IN_PROGRESS");
+  EXPECT_EQ(Describe(name).lock().waiters(), 1);
+  ASSERT_TRUE(Release(holder.lease_id()).ok());
+  ASSERT_EQ(original->result.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  ASSERT_TRUE(original->result.get().ok());
+  v1::LockGrant replayed = MustAcquire(waiting);
+  EXPECT_EQ(replayed.lease_id(), original->response.grant().lease_id());
+  ASSERT_TRUE(Release(replayed.lease_id()).ok());
+
+  v1::AcquireRequest too_long = acquire;
+  too_long.set_request_id(std::string(65, 'x'));
+  status = Acquire(too_long, &late);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("request_id"));
+}
+
 TEST_F(SyncTest, DeadlockIsAbortedNamingTheCycle) {
   std::string s1 = NewSession();
   std::string s2 = NewSession();

@@ -6,6 +6,7 @@
 #include <thread>
 #include <tuple>
 #include <utility>
+#include <variant>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
@@ -16,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "spindle/common/names.h"
+#include "spindle/common/request_log.h"
 #include "spindle/common/status.h"
 #include "spindle/sync/validate.h"
 
@@ -110,6 +112,8 @@ struct LockTable::Waiter {
   int32_t arrival_index = 0;
   int64_t generation = 0;
   std::string cond_lock_name;
+  // Key of the request_id this wait answers (empty: none).
+  std::string request_key;
 };
 
 struct LockTable::Lock {
@@ -134,6 +138,17 @@ struct LockTable::Lock {
   bool Idle() const { return grants.empty() && waiters.empty() && others.empty(); }
 };
 
+// What a call given a request_id answered (see "Request ids" in the header).
+struct LockTable::Answered {
+  // A wait (Acquire, WaitBarrier) not decided yet: its waiter. 0 once answered.
+  uint64_t waiter_id = 0;
+  std::variant<std::monostate, AcquireResult, ReleaseResult, std::pair<bool, int32_t>, bool,
+               BarrierResult, std::pair<int32_t, int64_t>, int32_t, std::pair<int32_t, int32_t>>
+      answer;
+};
+
+inline constexpr size_t kRequestIdsPerShard = 8192;
+
 struct LockTable::Shard {
   struct WaiterRef {
     Lock* lock;
@@ -150,6 +165,7 @@ struct LockTable::Shard {
   absl::flat_hash_map<uint64_t, WaiterRef> waiters ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, EndedLease> ended ABSL_GUARDED_BY(mu);
   std::deque<std::pair<absl::Time, std::string>> ended_order ABSL_GUARDED_BY(mu);
+  RequestLog<Answered> requests ABSL_GUARDED_BY(mu){kRequestIdRetention, kRequestIdsPerShard};
 };
 
 // Work collected under a shard lock and done after it is released.
@@ -191,6 +207,21 @@ absl::Status KindMismatch(absl::string_view name, LockKind have, LockKind want) 
 
 absl::Status LockNotFound(absl::string_view name) {
   return NotFound("LOCK_NOT_FOUND", absl::StrCat("lock ", QuoteValue(name), " does not exist"));
+}
+
+// The key of a request_id for operation `op` on `target` (a name or a lease id, neither of which
+// holds a blank); empty without a request_id.
+std::string RequestKey(char op, absl::string_view target, absl::string_view request_id) {
+  if (request_id.empty()) {
+    return "";
+  }
+  return absl::StrCat(absl::string_view(&op, 1), " ", target, " ", request_id);
+}
+
+absl::Status InProgress(absl::string_view request_id, absl::string_view name) {
+  return Aborted("REQUEST_IN_PROGRESS",
+                 absl::StrCat("request_id ", QuoteValue(request_id), " is still waiting on '", name,
+                              "' as an earlier call; retry once that call has ended"));
 }
 
 }  // namespace
@@ -368,6 +399,7 @@ absl::StatusOr<std::pair<LockInfo, bool>> LockTable::Create(absl::string_view na
 
 absl::Status LockTable::ValidateAcquire(const AcquireParams& params) const {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", params.name));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", params.request_id, 64));
   switch (params.kind) {
     case LockKind::kUnspecified:
     case LockKind::kMutex:
@@ -541,6 +573,7 @@ int32_t LockTable::Pump(Shard& shard, Lock& lock, Deferred& deferred) {
     if (grant.ok()) {
       ++granted;
       AcquireResult result{true, *std::move(grant), lock.kind, waited};
+      Record(shard, waiter->request_key, result);
       deferred.calls.push_back([cb = std::move(waiter->on_grant), result]() mutable {
         std::move(cb)(std::move(result));
       });
@@ -620,6 +653,11 @@ std::unique_ptr<LockTable::Waiter> LockTable::TakeWaiter(Shard& shard, uint64_t 
     GraphRemove(*waiter);
     waiter->in_graph = false;
   }
+  if (Answered* answered = Recorded(shard, waiter->request_key);
+      answered != nullptr && answered->waiter_id == waiter->id) {
+    // Undecided until now; an answer that changed state is recorded again by the caller.
+    shard.requests.Forget(waiter->request_key);
+  }
   return waiter;
 }
 
@@ -685,6 +723,7 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
     }
   }
   const std::string identity = Identity(params.session_id, params.owner);
+  const std::string key = RequestKey('A', params.name, params.request_id);
   Shard& shard = ShardFor(params.name);
   std::shared_ptr<WaitHandle::Token> token;
   uint64_t waiter_id = 0;
@@ -692,6 +731,12 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
   {
     internal::MutexLock lock(&shard.mu);
     immediate = [&]() -> std::optional<absl::StatusOr<AcquireResult>> {
+      if (Answered* answered = Recorded(shard, key)) {
+        if (answered->waiter_id != 0) {
+          return InProgress(params.request_id, params.name);
+        }
+        return Replay(shard, params.request_id, std::get<AcquireResult>(answered->answer));
+      }
       absl::StatusOr<Lock*> found = FindOrCreate(shard, params.name, params.kind, LockKind::kMutex,
                                                  params.config, {}, nullptr);
       if (!found.ok()) {
@@ -736,7 +781,9 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
           if (g.session_id == params.session_id && g.owner == params.owner) {
             ++g.held_count;
             deferred.acquired.emplace_back(l.kind, AcquireOutcome::kAcquired, absl::ZeroDuration());
-            return AcquireResult{true, InfoOf(l, g), l.kind, absl::ZeroDuration()};
+            AcquireResult result{true, InfoOf(l, g), l.kind, absl::ZeroDuration()};
+            Record(shard, key, result);
+            return result;
           }
         }
       }
@@ -753,7 +800,9 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
       waiter->lease_ttl = params.lease_ttl;
       if (l.waiters.empty() && CanGrant(l, *waiter)) {
         SPINDLE_ASSIGN_OR_RETURN(GrantInfo grant, MakeGrant(shard, l, *waiter, deferred));
-        return AcquireResult{true, std::move(grant), l.kind, absl::ZeroDuration()};
+        AcquireResult result{true, std::move(grant), l.kind, absl::ZeroDuration()};
+        Record(shard, key, result);
+        return result;
       }
       if (!params.wait) {
         return AcquireResult{false, {}, l.kind, absl::ZeroDuration()};
@@ -776,8 +825,12 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
       waiter->deadline = params.deadline;
       token = std::make_shared<WaitHandle::Token>();
       waiter->token = token;
+      waiter->request_key = key;
       waiter_id = waiter->id;
       SPINDLE_RETURN_IF_ERROR(AddWaiter(shard, l, waiter, deferred));
+      if (!key.empty()) {
+        shard.requests.Record(key, Answered{waiter_id, {}}, timers_.Now());
+      }
       return std::nullopt;
     }();
     if (!immediate.has_value()) {
@@ -1053,7 +1106,37 @@ absl::Status LockTable::LeaseGone(Shard& shard, absl::string_view lease_id) cons
   return absl::OkStatus();
 }
 
+LockTable::Answered* LockTable::Recorded(Shard& shard, absl::string_view key) {
+  return key.empty() ? nullptr : shard.requests.Find(key, timers_.Now());
+}
+
+template <typename T>
+void LockTable::Record(Shard& shard, const std::string& key, T answer) {
+  if (!key.empty()) {
+    shard.requests.Record(key, Answered{0, std::move(answer)}, timers_.Now());
+  }
+}
+
+absl::StatusOr<AcquireResult> LockTable::Replay(Shard& shard, absl::string_view request_id,
+                                                const AcquireResult& original) {
+  auto it = shard.leases.find(original.grant.lease_id);
+  if (it == shard.leases.end()) {
+    absl::Status gone = LeaseGone(shard, original.grant.lease_id);
+    absl::Status status(gone.code(),
+                        absl::StrCat("the grant of request_id ", QuoteValue(request_id),
+                                     " has ended: ", gone.message()));
+    gone.ForEachPayload([&status](absl::string_view url, const absl::Cord& payload) {
+      status.SetPayload(url, payload);
+    });
+    return status;
+  }
+  AcquireResult result = original;
+  result.grant = InfoOf(*it->second->lock, *it->second);
+  return result;
+}
+
 absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", params.request_id, 64));
   if (params.count < 0) {
     return InvalidArgument("INVALID_COUNT",
                            absl::StrCat("count ", params.count, " must not be negative"));
@@ -1072,8 +1155,12 @@ absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
                              absl::StrCat("count ", count, " is out of bounds 1..1000000"));
     }
     Shard& shard = ShardFor(params.name);
+    const std::string key = RequestKey('R', params.name, params.request_id);
     {
       internal::MutexLock lock(&shard.mu);
+      if (Answered* answered = Recorded(shard, key)) {
+        return std::get<ReleaseResult>(answered->answer);
+      }
       auto it = shard.locks.find(params.name);
       if (it == shard.locks.end()) {
         return LockNotFound(params.name);
@@ -1091,6 +1178,7 @@ absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
       l.available += count;
       result.granted_waiters = Pump(shard, l, deferred);
       result.available_permits = static_cast<int32_t>(l.available);
+      Record(shard, key, result);
     }
     Run(deferred);
     return result;
@@ -1103,14 +1191,21 @@ absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
     return NotFound("LEASE_NOT_FOUND",
                     absl::StrCat("lease ", QuoteValue(params.lease_id), " was never issued"));
   }
+  const std::string key = RequestKey('R', params.lease_id, params.request_id);
   {
     internal::MutexLock lock(&shard->mu);
+    if (Answered* answered = Recorded(*shard, key)) {
+      return std::get<ReleaseResult>(answered->answer);
+    }
     auto it = shard->leases.find(params.lease_id);
     if (it == shard->leases.end()) {
       return LeaseGone(*shard, params.lease_id);
     }
     Grant& grant = *it->second;
     Lock& l = *grant.lock;
+    if (!params.abandoned_request_id.empty()) {
+      shard->requests.Forget(RequestKey('A', l.name, params.abandoned_request_id));
+    }
     bool end = params.all;
     if (!end) {
       switch (l.kind) {
@@ -1164,6 +1259,7 @@ absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
     }
     result.available_permits =
         l.kind == LockKind::kSemaphore ? static_cast<int32_t>(l.available) : 0;
+    Record(*shard, key, result);
   }
   Run(deferred);
   return result;
@@ -1209,13 +1305,19 @@ absl::StatusOr<absl::Time> LockTable::RefreshLease(absl::string_view lease_id, a
   return grant.lease_expire;
 }
 
-absl::StatusOr<std::pair<bool, int32_t>> LockTable::SetEvent(absl::string_view name) {
+absl::StatusOr<std::pair<bool, int32_t>> LockTable::SetEvent(absl::string_view name,
+                                                             absl::string_view request_id) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", request_id, 64));
   Shard& shard = ShardFor(name);
+  const std::string key = RequestKey('S', name, request_id);
   Deferred deferred;
   std::pair<bool, int32_t> result{false, 0};
   {
     internal::MutexLock lock(&shard.mu);
+    if (Answered* answered = Recorded(shard, key)) {
+      return std::get<std::pair<bool, int32_t>>(answered->answer);
+    }
     SPINDLE_ASSIGN_OR_RETURN(
         Lock * l, FindOrCreate(shard, name, LockKind::kEvent, LockKind::kEvent, {}, {}, nullptr));
     result.first = l->event_set;
@@ -1231,19 +1333,26 @@ absl::StatusOr<std::pair<bool, int32_t>> LockTable::SetEvent(absl::string_view n
           [cb = std::move(waiter->on_event)]() mutable { std::move(cb)(true); });
       ++result.second;
     }
+    Record(shard, key, result);
   }
   Run(deferred);
   return result;
 }
 
-absl::StatusOr<bool> LockTable::ClearEvent(absl::string_view name) {
+absl::StatusOr<bool> LockTable::ClearEvent(absl::string_view name, absl::string_view request_id) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", request_id, 64));
   Shard& shard = ShardFor(name);
+  const std::string key = RequestKey('C', name, request_id);
   internal::MutexLock lock(&shard.mu);
+  if (Answered* answered = Recorded(shard, key)) {
+    return std::get<bool>(answered->answer);
+  }
   SPINDLE_ASSIGN_OR_RETURN(
       Lock * l, FindOrCreate(shard, name, LockKind::kEvent, LockKind::kEvent, {}, {}, nullptr));
   bool was_set = l->event_set;
   l->event_set = false;
+  Record(shard, key, was_set);
   return was_set;
 }
 
@@ -1338,18 +1447,28 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
   if (valid.ok()) {
     valid = ValidatePrintable("owner", params.owner, 128);
   }
+  if (valid.ok()) {
+    valid = ValidatePrintable("request_id", params.request_id, 64);
+  }
   if (!valid.ok()) {
     std::move(done)(valid);
     return WaitHandle();
   }
   Shard& shard = ShardFor(params.name);
+  const std::string key = RequestKey('B', params.name, params.request_id);
   Deferred deferred;
   std::shared_ptr<WaitHandle::Token> token;
   std::optional<absl::StatusOr<BarrierResult>> immediate;
   {
     internal::MutexLock lock(&shard.mu);
     auto it = shard.locks.find(params.name);
-    if (it == shard.locks.end() && params.parties == 0) {
+    if (Answered* answered = Recorded(shard, key)) {
+      if (answered->waiter_id != 0) {
+        immediate = InProgress(params.request_id, params.name);
+      } else {
+        immediate = std::get<BarrierResult>(answered->answer);
+      }
+    } else if (it == shard.locks.end() && params.parties == 0) {
       immediate = InvalidArgument(
           "INVALID_PARTIES",
           absl::StrCat("parties is required (1..100000) for the new barrier '", params.name, "'"));
@@ -1384,6 +1503,7 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
               std::unique_ptr<Waiter> waiter = TakeWaiter(shard, id, deferred);
               waiter->token->done = true;
               BarrierResult result{true, waiter->generation, waiter->arrival_index};
+              Record(shard, waiter->request_key, result);
               deferred.calls.push_back([cb = std::move(waiter->on_barrier), result]() mutable {
                 std::move(cb)(result);
               });
@@ -1391,6 +1511,7 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
             l.barrier_arrived = 0;
             ++l.generation;
             immediate = BarrierResult{true, generation, index};
+            Record(shard, key, BarrierResult{true, generation, index});
           } else {
             auto waiter = std::make_unique<Waiter>();
             waiter->id = (++next_id_ << 4) | static_cast<uint64_t>(ShardIndex(params.name));
@@ -1407,6 +1528,7 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
             waiter->generation = generation;
             token = std::make_shared<WaitHandle::Token>();
             waiter->token = token;
+            waiter->request_key = key;
             uint64_t waiter_id = waiter->id;
             absl::Status added = AddWaiter(shard, l, waiter, deferred);
             if (!added.ok()) {
@@ -1415,6 +1537,9 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
               immediate = added;
             } else {
               shard.waiters.find(waiter_id)->second.it->get()->on_barrier = std::move(done);
+              if (!key.empty()) {
+                shard.requests.Record(key, Answered{waiter_id, {}}, timers_.Now());
+              }
             }
           }
         }
@@ -1429,13 +1554,19 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
   return WaitHandle(std::move(token));
 }
 
-absl::StatusOr<std::pair<int32_t, int64_t>> LockTable::ResetBarrier(absl::string_view name) {
+absl::StatusOr<std::pair<int32_t, int64_t>> LockTable::ResetBarrier(absl::string_view name,
+                                                                    absl::string_view request_id) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", request_id, 64));
   Shard& shard = ShardFor(name);
+  const std::string key = RequestKey('Z', name, request_id);
   Deferred deferred;
   std::pair<int32_t, int64_t> result;
   {
     internal::MutexLock lock(&shard.mu);
+    if (Answered* answered = Recorded(shard, key)) {
+      return std::get<std::pair<int32_t, int64_t>>(answered->answer);
+    }
     auto it = shard.locks.find(name);
     if (it == shard.locks.end()) {
       return LockNotFound(name);
@@ -1448,18 +1579,25 @@ absl::StatusOr<std::pair<int32_t, int64_t>> LockTable::ResetBarrier(absl::string
     l.broken = false;
     l.broken_cause.clear();
     result.second = ++l.generation;
+    Record(shard, key, result);
   }
   Run(deferred);
   return result;
 }
 
-absl::StatusOr<int32_t> LockTable::AbortBarrier(absl::string_view name) {
+absl::StatusOr<int32_t> LockTable::AbortBarrier(absl::string_view name,
+                                                absl::string_view request_id) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", request_id, 64));
   Shard& shard = ShardFor(name);
+  const std::string key = RequestKey('X', name, request_id);
   Deferred deferred;
   int32_t broken = 0;
   {
     internal::MutexLock lock(&shard.mu);
+    if (Answered* answered = Recorded(shard, key)) {
+      return std::get<int32_t>(answered->answer);
+    }
     auto it = shard.locks.find(name);
     if (it == shard.locks.end()) {
       return LockNotFound(name);
@@ -1469,6 +1607,7 @@ absl::StatusOr<int32_t> LockTable::AbortBarrier(absl::string_view name) {
       return KindMismatch(name, l.kind, LockKind::kBarrier);
     }
     broken = BreakBarrier(shard, l, "aborted", deferred);
+    Record(shard, key, broken);
   }
   Run(deferred);
   return broken;
@@ -1664,8 +1803,20 @@ void LockTable::RequeueConditionWaiter(std::unique_ptr<Waiter> old, bool notifie
 }
 
 absl::StatusOr<int32_t> LockTable::NotifyCondition(absl::string_view name, int32_t count, bool all,
-                                                   absl::string_view lease_id) {
+                                                   absl::string_view lease_id,
+                                                   absl::string_view request_id) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", request_id, 64));
+  const std::string key = RequestKey('N', name, request_id);
+  {
+    // A retry is answered before its lease is checked: the notify may have ended in the caller
+    // releasing the lock since.
+    Shard& shard = ShardFor(name);
+    internal::MutexLock lock(&shard.mu);
+    if (Answered* answered = Recorded(shard, key)) {
+      return std::get<int32_t>(answered->answer);
+    }
+  }
   if (count < 0 || count > 1000000) {
     return InvalidArgument("INVALID_COUNT",
                            absl::StrCat("count ", count, " is out of bounds 0..1000000"));
@@ -1704,6 +1855,7 @@ absl::StatusOr<int32_t> LockTable::NotifyCondition(absl::string_view name, int32
       waiter->token->waiter_id = 0;
       woken.push_back(std::move(waiter));
     }
+    Record(shard, key, static_cast<int32_t>(woken.size()));
   }
   Run(deferred);
   for (auto& waiter : woken) {
@@ -1831,10 +1983,15 @@ absl::StatusOr<LockPage> LockTable::List(int32_t page_size, absl::string_view pa
   return page;
 }
 
-absl::Status LockTable::Delete(absl::string_view name) {
+absl::Status LockTable::Delete(absl::string_view name, absl::string_view request_id) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", request_id, 64));
   Shard& shard = ShardFor(name);
+  const std::string key = RequestKey('D', name, request_id);
   internal::MutexLock lock(&shard.mu);
+  if (Recorded(shard, key) != nullptr) {
+    return absl::OkStatus();
+  }
   auto it = shard.locks.find(name);
   if (it == shard.locks.end()) {
     return LockNotFound(name);
@@ -1847,19 +2004,26 @@ absl::Status LockTable::Delete(absl::string_view name) {
   }
   shard.locks.erase(it);
   locks_.fetch_sub(1);
+  Record(shard, key, std::monostate{});
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::pair<int32_t, int32_t>> LockTable::Revoke(absl::string_view name,
                                                               int64_t fencing_token,
-                                                              absl::string_view message) {
+                                                              absl::string_view message,
+                                                              absl::string_view request_id) {
   SPINDLE_RETURN_IF_ERROR(ValidateName("name", name));
   SPINDLE_RETURN_IF_ERROR(ValidatePrintable("message", message, 256));
+  SPINDLE_RETURN_IF_ERROR(ValidatePrintable("request_id", request_id, 64));
   Shard& shard = ShardFor(name);
+  const std::string key = RequestKey('V', name, request_id);
   Deferred deferred;
   std::pair<int32_t, int32_t> result{0, 0};
   {
     internal::MutexLock lock(&shard.mu);
+    if (Answered* answered = Recorded(shard, key)) {
+      return std::get<std::pair<int32_t, int32_t>>(answered->answer);
+    }
     auto it = shard.locks.find(name);
     if (it == shard.locks.end()) {
       return LockNotFound(name);
@@ -1884,6 +2048,7 @@ absl::StatusOr<std::pair<int32_t, int32_t>> LockTable::Revoke(absl::string_view 
       ++result.first;
       result.second += EndGrant(shard, l, *found->second, GrantEnd::kRevoked, message, deferred);
     }
+    Record(shard, key, result);
   }
   Run(deferred);
   return result;

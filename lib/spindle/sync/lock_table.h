@@ -18,6 +18,17 @@
 // waits-for graph between identities; closing a cycle fails it with ABORTED reason DEADLOCK and a
 // message naming the cycle.
 //
+// Request ids (common.proto's idempotency): a call given a request_id is remembered for 10 minutes
+// (at most 8,192 per shard, the oldest forgotten first), scoped to its operation and target (the
+// lock name; the lease id for Release). A retry gets the original answer instead of acting twice:
+// an Acquire retry gets its grant as it is now (or the status of that lease if it has ended since:
+// LOCK_NOT_HELD, LEASE_EXPIRED, ...), never a second grant; a Release retry gets the original
+// remaining count and gives back nothing more. Only what changed state is remembered: a failed
+// call, a try that did not acquire, a wait that ran out are not, so their retry acts afresh. A
+// retry that arrives while the original call still waits answers ABORTED reason
+// REQUEST_IN_PROGRESS. WaitCondition is not remembered: its first call ends the lease it names, so
+// a retry fails LOCK_NOT_HELD instead of waiting twice.
+//
 // Thread-safety: thread-safe. Sharded by name; a grant and its lease id live in the shard of
 // their lock. No lock is held while a callback, a session hook or a session sink runs.
 #ifndef SPINDLE_SYNC_LOCK_TABLE_H_
@@ -92,6 +103,8 @@ struct AcquireParams {
   absl::Duration max_wait = absl::ZeroDuration();
   // The call's deadline; passing it answers DEADLINE_EXCEEDED. InfiniteFuture: none.
   absl::Time deadline = absl::InfiniteFuture();
+  // Idempotency key, 0..64 printable bytes, scoped to the lock name (see the file comment).
+  std::string request_id;
 };
 
 struct AcquireResult {
@@ -106,6 +119,11 @@ struct ReleaseParams {
   int32_t count = 0;
   bool all = false;
   std::string name;
+  // Idempotency key, scoped to the lease id (or the name of a lease-less release).
+  std::string request_id;
+  // Set by a caller giving back a grant nobody received (its Acquire's call was gone): the
+  // request_id of that Acquire, forgotten with the grant so a retry acquires afresh.
+  std::string abandoned_request_id;
 };
 
 struct ReleaseResult {
@@ -187,6 +205,8 @@ struct WaitBarrierParams {
   absl::Duration max_wait = absl::ZeroDuration();
   absl::Time deadline = absl::InfiniteFuture();
   std::string owner;
+  // Idempotency key: a retried arrival is not counted twice.
+  std::string request_id;
 };
 
 struct WaitConditionParams {
@@ -249,21 +269,24 @@ class LockTable {
   absl::StatusOr<absl::Time> RefreshLease(absl::string_view lease_id, absl::Duration ttl);
 
   // Returns {was_set, woken}.
-  absl::StatusOr<std::pair<bool, int32_t>> SetEvent(absl::string_view name);
+  absl::StatusOr<std::pair<bool, int32_t>> SetEvent(absl::string_view name,
+                                                    absl::string_view request_id = {});
   // Returns was_set.
-  absl::StatusOr<bool> ClearEvent(absl::string_view name);
+  absl::StatusOr<bool> ClearEvent(absl::string_view name, absl::string_view request_id = {});
   WaitHandle WaitEvent(WaitEventParams params, EventCallback done);
 
   WaitHandle WaitBarrier(WaitBarrierParams params, BarrierCallback done);
   // Returns {broken_waiters, generation}.
-  absl::StatusOr<std::pair<int32_t, int64_t>> ResetBarrier(absl::string_view name);
+  absl::StatusOr<std::pair<int32_t, int64_t>> ResetBarrier(absl::string_view name,
+                                                           absl::string_view request_id = {});
   // Returns broken_waiters.
-  absl::StatusOr<int32_t> AbortBarrier(absl::string_view name);
+  absl::StatusOr<int32_t> AbortBarrier(absl::string_view name, absl::string_view request_id = {});
 
   WaitHandle WaitCondition(WaitConditionParams params, ConditionCallback done);
   // Returns woken.
   absl::StatusOr<int32_t> NotifyCondition(absl::string_view name, int32_t count, bool all,
-                                          absl::string_view lease_id);
+                                          absl::string_view lease_id,
+                                          absl::string_view request_id = {});
 
   absl::StatusOr<LockDescription> Describe(absl::string_view name, int32_t max_waiters) const;
   // OK while a grant with `fencing_token` on lock `name` is held (not released, revoked or past
@@ -274,10 +297,11 @@ class LockTable {
   absl::StatusOr<LockPage> List(int32_t page_size, absl::string_view page_token,
                                 absl::string_view prefix, LockKind kind,
                                 const Labels& labels) const;
-  absl::Status Delete(absl::string_view name);
+  absl::Status Delete(absl::string_view name, absl::string_view request_id = {});
   // Returns {revoked, granted_waiters}. fencing_token 0 = every holder.
   absl::StatusOr<std::pair<int32_t, int32_t>> Revoke(absl::string_view name, int64_t fencing_token,
-                                                     absl::string_view message);
+                                                     absl::string_view message,
+                                                     absl::string_view request_id = {});
 
   // Grants held under a session, by name, at most `limit`; `truncated` set when cut short.
   std::vector<GrantInfo> GrantsOfSession(absl::string_view session_id, size_t limit,
@@ -291,6 +315,7 @@ class LockTable {
   struct Waiter;
   struct Shard;
   struct Deferred;
+  struct Answered;
 
   static constexpr int kShards = 16;
 
@@ -341,6 +366,16 @@ class LockTable {
   void GraphRemove(const Waiter& waiter);
   std::vector<std::string> HolderIdentities(absl::string_view name) const;
   absl::Status LeaseGone(Shard& shard, absl::string_view lease_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // The answer recorded for `key` (empty key: none).
+  Answered* Recorded(Shard& shard, absl::string_view key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // Records an answer for `key` (empty key: nothing).
+  template <typename T>
+  void Record(Shard& shard, const std::string& key, T answer)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // An Acquire retry's answer: its grant as it is now, or the status of its ended lease.
+  absl::StatusOr<AcquireResult> Replay(Shard& shard, absl::string_view request_id,
+                                       const AcquireResult& original)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   void Run(Deferred& deferred);
   GrantInfo InfoOf(const Lock& lock, const Grant& grant) const;

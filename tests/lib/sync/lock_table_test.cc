@@ -685,5 +685,225 @@ TEST_F(LockTableTest, ManyThreadsKeepMutualExclusion) {
   EXPECT_EQ(locks_.Stats().waiters, 0);
 }
 
+// --- request ids (common.proto's idempotency) ---
+
+TEST_F(LockTableTest, AcquireRetryWithTheSameRequestIdGetsTheOriginalGrant) {
+  AcquireParams params = Params("m");
+  params.request_id = "req-1";
+  GrantInfo first = MustAcquire(params);
+  GrantInfo retry = MustAcquire(params);
+  EXPECT_EQ(retry.lease_id, first.lease_id);
+  EXPECT_EQ(retry.fencing_token, first.fencing_token);
+  EXPECT_EQ(locks_.Stats().grants, 1);
+  EXPECT_EQ(locks_.Stats().waiters, 0);  // the retry did not queue behind its own grant
+
+  ASSERT_TRUE(locks_.Release(Lease(first)).ok());
+  auto after_release = Start(params);
+  EXPECT_EQ(Reason(after_release->result.status()), "LOCK_NOT_HELD");
+  EXPECT_THAT(std::string(after_release->result.status().message()),
+              HasSubstr("request_id 'req-1'"));
+  EXPECT_EQ(locks_.Stats().grants, 0);
+
+  params.request_id = "req-2";
+  EXPECT_GT(MustAcquire(params).fencing_token, first.fencing_token);
+}
+
+TEST_F(LockTableTest, RequestIdsAreScopedToTheLockName) {
+  AcquireParams params = Params("a");
+  params.request_id = "same";
+  GrantInfo a = MustAcquire(params);
+  params.name = "b";
+  GrantInfo b = MustAcquire(params);
+  EXPECT_NE(a.lease_id, b.lease_id);
+  EXPECT_EQ(b.name, "b");
+}
+
+TEST_F(LockTableTest, ReentrantRetryDoesNotAddAHold) {
+  AcquireParams params = Params("r");
+  params.kind = LockKind::kReentrant;
+  params.owner = "t1";
+  params.request_id = "hold-1";
+  EXPECT_EQ(MustAcquire(params).held_count, 1);
+  EXPECT_EQ(MustAcquire(params).held_count, 1);
+  params.request_id = "hold-2";
+  EXPECT_EQ(MustAcquire(params).held_count, 2);
+  EXPECT_EQ(MustAcquire(params).held_count, 2);
+}
+
+TEST_F(LockTableTest, RetryOfAWaitingAcquireIsInProgressThenGetsTheLaterGrant) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  AcquireParams params = Params("m");
+  params.request_id = "w";
+  auto original = Start(params);
+  ASSERT_FALSE(original->result.done());
+  auto early = Start(params);
+  EXPECT_EQ(early->result.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Reason(early->result.status()), "REQUEST_IN_PROGRESS");
+  EXPECT_EQ(locks_.Stats().waiters, 1);
+
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  ASSERT_TRUE(original->result.done());
+  GrantInfo granted = original->result.value()->grant;
+  GrantInfo replayed = MustAcquire(params);
+  EXPECT_EQ(replayed.lease_id, granted.lease_id);
+  EXPECT_EQ(locks_.Stats().grants, 1);
+}
+
+TEST_F(LockTableTest, RetryAfterAWithdrawnWaitActsAfresh) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  AcquireParams params = Params("m");
+  params.request_id = "w";
+  auto original = Start(params);
+  ASSERT_TRUE(locks_.Cancel(original->handle));
+  auto retry = Start(params);
+  EXPECT_FALSE(retry->result.done());  // waits again: the first wait left nothing behind
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  ASSERT_TRUE(retry->result.done());
+  EXPECT_TRUE(retry->result.value()->acquired);
+  EXPECT_EQ(original->result.calls(), 0);
+}
+
+TEST_F(LockTableTest, AFailedTryIsNotRememberedSoItsRetryActsAfresh) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  AcquireParams params = Params("m", /*wait=*/false);
+  params.request_id = "try";
+  EXPECT_FALSE(Start(params)->result.value()->acquired);
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  EXPECT_TRUE(Start(params)->result.value()->acquired);
+}
+
+TEST_F(LockTableTest, AbandonedGrantForgetsItsRequestId) {
+  AcquireParams params = Params("m");
+  params.request_id = "lost-reply";
+  GrantInfo first = MustAcquire(params);
+  ReleaseParams give_back = Lease(first);
+  give_back.abandoned_request_id = "lost-reply";
+  ASSERT_TRUE(locks_.Release(give_back).ok());
+  GrantInfo retry = MustAcquire(params);
+  EXPECT_NE(retry.lease_id, first.lease_id);
+  EXPECT_GT(retry.fencing_token, first.fencing_token);
+}
+
+TEST_F(LockTableTest, ReleaseRetryGivesBackNothingMore) {
+  AcquireParams params = Params("s");
+  params.kind = LockKind::kSemaphore;
+  params.config.permits = 3;
+  params.permits = 3;
+  GrantInfo grant = MustAcquire(params);
+  ReleaseParams release = Lease(grant);
+  release.count = 1;
+  release.request_id = "give-1";
+  auto first = locks_.Release(release);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->remaining, 2);
+  auto retry = locks_.Release(release);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->remaining, 2);
+  EXPECT_EQ(retry->available_permits, 1);
+  EXPECT_EQ(locks_.Describe("s", 0)->info.available_permits, 1);
+  release.request_id = "give-2";
+  EXPECT_EQ(locks_.Release(release)->remaining, 1);
+
+  // A mutex release retried after it ended the grant answers as the first time.
+  GrantInfo mutex = MustAcquire(Params("m"));
+  ReleaseParams end = Lease(mutex);
+  end.request_id = "end";
+  ASSERT_TRUE(locks_.Release(end).ok());
+  EXPECT_TRUE(locks_.Release(end).ok());
+  end.request_id.clear();
+  EXPECT_EQ(Reason(locks_.Release(end).status()), "LOCK_NOT_HELD");
+}
+
+TEST_F(LockTableTest, LeaselessReleaseRetryAddsPermitsOnce) {
+  ASSERT_TRUE(locks_.Create("u", LockKind::kSemaphore, {.permits = 1}, {}).ok());
+  ReleaseParams add;
+  add.name = "u";
+  add.count = 5;
+  add.request_id = "add";
+  EXPECT_EQ(locks_.Release(add)->available_permits, 6);
+  EXPECT_EQ(locks_.Release(add)->available_permits, 6);
+  EXPECT_EQ(locks_.Describe("u", 0)->info.available_permits, 6);
+}
+
+TEST_F(LockTableTest, BarrierRetryIsNotCountedTwice) {
+  Capture<BarrierResult> original, early, other, late;
+  WaitBarrierParams params{.name = "b", .parties = 2, .request_id = "arrive"};
+  locks_.WaitBarrier(params, original.Callback());
+  locks_.WaitBarrier(params, early.Callback());
+  EXPECT_EQ(Reason(early.status()), "REQUEST_IN_PROGRESS");
+  EXPECT_EQ(locks_.Describe("b", 0)->info.barrier_waiting, 1);
+  EXPECT_FALSE(original.done());
+
+  locks_.WaitBarrier({.name = "b", .parties = 2}, other.Callback());
+  ASSERT_TRUE(original.done() && other.done());
+  locks_.WaitBarrier(params, late.Callback());
+  ASSERT_TRUE(late.value().ok()) << late.status();
+  EXPECT_TRUE(late.value()->tripped);
+  EXPECT_EQ(late.value()->arrival_index, original.value()->arrival_index);
+  EXPECT_EQ(late.value()->generation, 0);
+  EXPECT_EQ(locks_.Describe("b", 0)->info.barrier_waiting, 0);  // not an arrival in generation 1
+}
+
+TEST_F(LockTableTest, OneShotCallsAnswerTheirRetryAsTheFirstTime) {
+  auto set = locks_.SetEvent("e", "set");
+  ASSERT_TRUE(set.ok());
+  EXPECT_FALSE(set->first);
+  ASSERT_TRUE(locks_.ClearEvent("e").ok());
+  EXPECT_FALSE(locks_.SetEvent("e", "set")->first);       // the original answer
+  EXPECT_FALSE(locks_.Describe("e", 0)->info.event_set);  // and no second set
+  ASSERT_TRUE(locks_.SetEvent("e").ok());
+  EXPECT_TRUE(*locks_.ClearEvent("e", "clear"));
+  EXPECT_TRUE(*locks_.ClearEvent("e", "clear"));
+
+  GrantInfo holder = MustAcquire(Params("m"));
+  auto revoked = locks_.Revoke("m", 0, "maintenance", "revoke");
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_EQ(revoked->first, 1);
+  MustAcquire(Params("m"));
+  EXPECT_EQ(locks_.Revoke("m", 0, "maintenance", "revoke")->first, 1);
+  EXPECT_EQ(locks_.Describe("m", 0)->info.holders, 1);  // the new holder was not revoked
+
+  ASSERT_TRUE(locks_.Create("gone", LockKind::kMutex, {}, {}).ok());
+  ASSERT_TRUE(locks_.Delete("gone", "del").ok());
+  EXPECT_TRUE(locks_.Delete("gone", "del").ok());
+  EXPECT_EQ(Reason(locks_.Delete("gone")), "LOCK_NOT_FOUND");
+
+  ASSERT_TRUE(locks_.Create("bar", LockKind::kBarrier, {.parties = 2}, {}).ok());
+  EXPECT_EQ(locks_.ResetBarrier("bar", "reset")->second, 1);
+  EXPECT_EQ(locks_.ResetBarrier("bar", "reset")->second, 1);
+  EXPECT_EQ(locks_.Describe("bar", 0)->info.barrier_generation, 1);
+  (void)holder;
+}
+
+TEST_F(LockTableTest, RequestIdsAreForgottenAfterTenMinutes) {
+  AcquireParams params = Params("m");
+  params.request_id = "old";
+  GrantInfo first = MustAcquire(params);
+  ASSERT_TRUE(locks_.Release(Lease(first)).ok());
+  timers_.Advance(absl::Minutes(10));
+  GrantInfo again = MustAcquire(params);
+  EXPECT_NE(again.lease_id, first.lease_id);
+}
+
+TEST_F(LockTableTest, BadRequestIdsAreInvalid) {
+  AcquireParams params = Params("m");
+  params.request_id = std::string(65, 'x');
+  auto long_id = Start(params);
+  EXPECT_EQ(long_id->result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(long_id->result.status().message()), HasSubstr("request_id"));
+  params.request_id = "tab\there";
+  EXPECT_EQ(Start(params)->result.status().code(), absl::StatusCode::kInvalidArgument);
+  ReleaseParams release;
+  release.lease_id = "l0";
+  release.request_id = std::string(65, 'x');
+  EXPECT_EQ(locks_.Release(release).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(locks_.SetEvent("e", "\x01").status().code(), absl::StatusCode::kInvalidArgument);
+  Capture<BarrierResult> barrier;
+  locks_.WaitBarrier({.name = "b", .parties = 2, .request_id = std::string(65, 'b')},
+                     barrier.Callback());
+  EXPECT_EQ(barrier.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(locks_.Stats().locks, 0);  // nothing was created by a rejected call
+}
+
 }  // namespace
 }  // namespace spindle::sync
