@@ -134,6 +134,7 @@ class GetItemsReactor final : public WaitingUnaryReactor {
       : queue_(std::move(queue)), response_(response) {}
 
   void Start(const queue::GetOptions& options, const queue::Queue::WaitBound& bound) {
+    request_id_ = options.request_id;
     queue::Queue::WaiterId id =
         queue_->Get(options, bound, [this](absl::StatusOr<std::vector<queue::Delivery>> result) {
           Complete(std::move(result));
@@ -160,6 +161,8 @@ class GetItemsReactor final : public WaitingUnaryReactor {
   }
 
   void GiveBack(std::vector<queue::Delivery> deliveries) {
+    // Forgotten first: a retry arriving meanwhile takes afresh and never gets these as well.
+    queue_->ForgetGet(request_id_);
     if (deliveries.front().receipt.empty()) {
       queue_->Requeue(std::move(deliveries));
       return;
@@ -173,6 +176,7 @@ class GetItemsReactor final : public WaitingUnaryReactor {
 
   const std::shared_ptr<queue::Queue> queue_;
   v1::GetItemsResponse* const response_;
+  std::string request_id_;
 };
 
 std::map<std::string, std::string> Labels(
@@ -326,6 +330,7 @@ grpc::ServerUnaryReactor* QueueServiceImpl::GetItems(grpc::CallbackServerContext
     return FinishWith(context, queue.status());
   }
   options->max_items = request->max_items() == 0 ? 1 : request->max_items();
+  options->request_id = request->request_id();
   options->max_bytes = request->max_bytes() == 0 ? max_message_bytes_ : request->max_bytes();
   auto* reactor = new GetItemsReactor(*queue, response);
   reactor->Start(*options, MakeWaitBound(request->wait(), request->max_wait_ms(),
@@ -379,10 +384,11 @@ grpc::ServerUnaryReactor* QueueServiceImpl::NackItems(grpc::CallbackServerContex
   }
   const absl::Duration delay = absl::Milliseconds(request->delay_ms());
   const bool dead = request->dead_letter();
+  const std::string& request_id = request->request_id();
   return FinishWith(context, Settle(
                                  registry_, request->queue(), request->receipts(),
                                  [&](queue::Queue& q, const std::vector<std::string>& r) {
-                                   return q.Nack(r, delay, dead);
+                                   return q.Nack(r, delay, dead, request_id);
                                  },
                                  response));
 }

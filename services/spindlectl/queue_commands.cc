@@ -231,6 +231,7 @@ int Settle(Cli& cli, const QueueArgs& a, SettleAction action) {
     for (const auto& r : a.values) request.add_receipts(r);
     request.set_delay_ms(a.delay_ms);
     request.set_dead_letter(a.dead_letter);
+    request.set_request_id(a.request_id);
     auto nacked = std::make_unique<v1::NackItemsResponse>();
     status = stub->NackItems(context.get(), request, nacked.get());
     results = nacked->results();
@@ -480,6 +481,7 @@ void AddQueueCommands(CLI::App& app, Cli& cli, int* exit_code) {
   nack->add_option("receipts", a->values, "receipts")->required();
   nack->add_option("--delay-ms", a->delay_ms, "visible again after this, ms");
   nack->add_flag("--dead-letter", a->dead_letter, "send to the dead-letter queue");
+  nack->add_option("--request-id", a->request_id, "idempotency key");
   nack->callback([&cli, exit_code, a] { *exit_code = Settle(cli, *a, SettleAction::kNack); });
 
   auto* extend = queue->add_subcommand("extend", "keep leased items invisible for longer");

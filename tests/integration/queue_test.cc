@@ -330,6 +330,53 @@ TEST_F(QueueServiceTest, LeaseExpiryRedelivers) {
   EXPECT_EQ(Describe().totals().redelivered(), 1);
 }
 
+TEST_F(QueueServiceTest, GetRetriedWithTheSameRequestIdTakesOnce) {
+  ASSERT_TRUE(Put({"a", "b", "c"}).ok());
+  v1::GetItemsRequest request;
+  request.set_queue(queue_);
+  request.set_max_items(2);
+  request.set_request_id("get-once");
+  v1::GetItemsResponse first, retry;
+  ASSERT_TRUE(stub_->GetItems(Context().get(), request, &first).ok());
+  ASSERT_TRUE(stub_->GetItems(Context().get(), request, &retry).ok());  // as if `first` was lost
+  ASSERT_THAT(first.items(), SizeIs(2));
+  ASSERT_THAT(retry.items(), SizeIs(2));
+  EXPECT_EQ(retry.items(0).item_id(), first.items(0).item_id());
+  EXPECT_EQ(retry.items(1).payload(), "b");
+  EXPECT_EQ(Describe().depth(), 1);
+
+  // LEASE: the retry hands back the same receipts, and only those still leased.
+  request.set_mode(v1::QUEUE_GET_MODE_LEASE);
+  request.set_max_items(1);
+  request.set_request_id("lease-once");
+  v1::GetItemsResponse leased, leased_retry;
+  ASSERT_TRUE(stub_->GetItems(Context().get(), request, &leased).ok());
+  ASSERT_THAT(leased.items(), SizeIs(1));
+  ASSERT_TRUE(stub_->GetItems(Context().get(), request, &leased_retry).ok());
+  ASSERT_THAT(leased_retry.items(), SizeIs(1));
+  EXPECT_EQ(leased_retry.items(0).receipt(), leased.items(0).receipt());
+  EXPECT_EQ(Describe().in_flight(), 1);
+
+  v1::NackItemsRequest nack;
+  nack.set_queue(queue_);
+  nack.add_receipts(leased.items(0).receipt());
+  nack.set_request_id("nack-once");
+  for (int i = 0; i < 2; ++i) {
+    v1::NackItemsResponse nacked;
+    ASSERT_TRUE(stub_->NackItems(Context().get(), nack, &nacked).ok());
+    EXPECT_EQ(nacked.results(0).status().code(), 0) << i;
+  }
+  EXPECT_EQ(Describe().depth(), 1);
+  v1::GetItemsResponse after_nack;
+  ASSERT_TRUE(stub_->GetItems(Context().get(), request, &after_nack).ok());
+  EXPECT_THAT(after_nack.items(), SizeIs(0));  // its only delivery was nacked: nothing again
+
+  request.set_request_id(std::string(65, 'r'));
+  grpc::Status status = stub_->GetItems(Context().get(), request, &after_nack);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("request_id"));
+}
+
 TEST_F(QueueServiceTest, DeadLettersAfterMaxDeliveries) {
   v1::QueueConfig config;
   config.set_max_deliveries(2);

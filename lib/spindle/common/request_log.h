@@ -2,8 +2,10 @@
 // idempotency), so that a retry finds the original answer instead of acting twice.
 //
 // An answer is kept for `retention` after it was first recorded, and at most `capacity` of them
-// are kept (the oldest forgotten first), so memory stays bounded whatever clients send. Keys are
-// the caller's: a capability scopes a request_id by operation and target when it builds the key.
+// with a total weight of at most `max_weight` (the caller's measure, e.g. bytes an answer holds
+// alive) are kept, the oldest forgotten first, so memory stays bounded whatever clients send. Keys
+// are the caller's: a capability scopes a request_id by operation and target when it builds the
+// key.
 //
 // Thread-safety: none. Callers hold the lock of the state the answers describe, so looking an
 // answer up and acting on a miss are one atomic step.
@@ -12,6 +14,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -27,8 +30,9 @@ inline constexpr absl::Duration kRequestIdRetention = absl::Minutes(10);
 template <typename Answer>
 class RequestLog {
  public:
-  RequestLog(absl::Duration retention, size_t capacity)
-      : retention_(retention), capacity_(capacity) {}
+  RequestLog(absl::Duration retention, size_t capacity,
+             size_t max_weight = std::numeric_limits<size_t>::max())
+      : retention_(retention), capacity_(capacity), max_weight_(max_weight) {}
 
   // The answer recorded under `key` within the retention window, or null.
   Answer* Find(absl::string_view key, absl::Time now) {
@@ -39,28 +43,38 @@ class RequestLog {
 
   // Records (or replaces) the answer under `key`. A replaced answer keeps its first time: a
   // request's window starts when it was first seen.
-  void Record(std::string key, Answer answer, absl::Time now) {
+  void Record(std::string key, Answer answer, absl::Time now, size_t weight = 0) {
     Prune(now);
-    auto [it, inserted] = entries_.try_emplace(key, Entry{std::move(answer), now});
-    if (!inserted) {
+    if (auto it = entries_.find(key); it != entries_.end()) {
+      weight_ -= it->second.weight;
       it->second.answer = std::move(answer);
-      return;
+      it->second.weight = weight;
+    } else {
+      entries_.emplace(key, Entry{std::move(answer), now, weight});
+      order_.emplace_back(now, std::move(key));
     }
-    order_.emplace_back(now, std::move(key));
-    while (order_.size() > capacity_) {
+    weight_ += weight;
+    while (!order_.empty() && (order_.size() > capacity_ || weight_ > max_weight_)) {
       Drop();
     }
   }
 
   // Forgets `key`: a later request with it acts afresh.
-  void Forget(absl::string_view key) { entries_.erase(key); }
+  void Forget(absl::string_view key) {
+    if (auto it = entries_.find(key); it != entries_.end()) {
+      weight_ -= it->second.weight;
+      entries_.erase(it);
+    }
+  }
 
   size_t size() const { return entries_.size(); }
+  size_t weight() const { return weight_; }
 
  private:
   struct Entry {
     Answer answer;
     absl::Time time;
+    size_t weight = 0;
   };
 
   void Prune(absl::Time now) {
@@ -73,6 +87,7 @@ class RequestLog {
   void Drop() {
     auto& [time, key] = order_.front();
     if (auto it = entries_.find(key); it != entries_.end() && it->second.time == time) {
+      weight_ -= it->second.weight;
       entries_.erase(it);
     }
     order_.pop_front();
@@ -80,6 +95,8 @@ class RequestLog {
 
   const absl::Duration retention_;
   const size_t capacity_;
+  const size_t max_weight_;
+  size_t weight_ = 0;
   absl::flat_hash_map<std::string, Entry> entries_;
   std::deque<std::pair<absl::Time, std::string>> order_;
 };

@@ -11,8 +11,6 @@ namespace spindle::queue {
 namespace {
 
 constexpr absl::Duration kDedupWindow = absl::Minutes(5);
-constexpr absl::Duration kRequestWindow = absl::Minutes(10);
-constexpr size_t kMaxRequestIds = 10000;
 constexpr size_t kMaxAckedReceipts = 100000;
 
 }  // namespace
@@ -208,14 +206,7 @@ PutResult Queue::Insert(std::vector<PutItem> items, const std::string& request_i
     ArmTimer();
   }
   if (!request_id.empty()) {
-    while (!put_request_order_.empty() &&
-           (put_request_order_.size() >= kMaxRequestIds ||
-            put_request_order_.front().first + kRequestWindow <= now)) {
-      put_requests_.erase(put_request_order_.front().second);
-      put_request_order_.pop_front();
-    }
-    put_requests_[request_id] = result;
-    put_request_order_.emplace_back(now, request_id);
+    put_requests_.Record(request_id, result, now);
   }
   return result;
 }
@@ -350,6 +341,7 @@ void Queue::Dispatch(Pending& pending) {
     }
     pending.cancel_timers.push_back(waiter->timer);
     ++pending.released_waiters;
+    RecordGet(waiter->options.request_id, waiter->batch);
     pending.calls.push_back(
         [done = std::move(waiter->done), batch = std::move(waiter->batch)]() mutable {
           std::move(done)(std::move(batch));
@@ -367,6 +359,7 @@ void Queue::EndAllGetters(const absl::Status& status, Pending& pending) {
     if (waiter->consumer != nullptr) {
       continue;  // ended below with every consumer
     }
+    ForgetWaitingGet(*waiter);
     pending.cancel_timers.push_back(waiter->timer);
     ++pending.released_waiters;
     pending.calls.push_back(
@@ -567,9 +560,11 @@ Queue::WaiterId Queue::Put(std::vector<PutItem> items, const std::string& reques
       answer = usable;
     } else if (closed_) {
       answer = FailedPrecondition("QUEUE_CLOSED", absl::StrCat("queue '", name_, "' is closed"));
-    } else if (auto it = request_id.empty() ? put_requests_.end() : put_requests_.find(request_id);
-               it != put_requests_.end()) {
-      answer = it->second;
+    } else if (const PutResult* original =
+                   request_id.empty() ? nullptr
+                                      : put_requests_.Find(request_id, env_->timers->Now());
+               original != nullptr) {
+      answer = *original;
     } else if (putters_.empty() && Fits(static_cast<int64_t>(items.size()), bytes)) {
       answer = Insert(std::move(items), request_id, bytes);
       Dispatch(pending);
@@ -636,6 +631,7 @@ void Queue::OnWaiterTimeout(WaiterId id, bool getter) {
         return;
       }
       std::shared_ptr<GetWaiter> waiter = *it->second;
+      ForgetWaitingGet(*waiter);
       getters_.erase(it->second);
       getter_index_.erase(it);
       ++pending.released_waiters;
@@ -718,10 +714,21 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
   WaiterId id = 0;
   {
     absl::MutexLock lock(&mu_);
+    const GetAnswer* original = options.request_id.empty()
+                                    ? nullptr
+                                    : get_requests_.Find(options.request_id, env_->timers->Now());
     if (absl::Status usable = CheckUsable(); !usable.ok()) {
       answer = usable;
+    } else if (original != nullptr && original->waiter != 0) {
+      answer =
+          Aborted("REQUEST_IN_PROGRESS",
+                  absl::StrCat("request_id '", options.request_id, "' is still waiting on queue '",
+                               name_, "' as an earlier call; retry once that call has ended"));
+    } else if (original != nullptr) {
+      answer = ReplayGet(original->deliveries);
     } else if (!ready_.empty()) {
       answer = TakeReady(options, owner, options.max_items, options.max_bytes);
+      RecordGet(options.request_id, *answer);
       Dispatch(pending);
     } else if (closed_ && Drained()) {
       answer =
@@ -750,6 +757,9 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
       }
       getters_.push_back(std::move(waiter));
       getter_index_[id] = std::prev(getters_.end());
+      if (!options.request_id.empty()) {
+        get_requests_.Record(options.request_id, GetAnswer{id, {}}, env_->timers->Now());
+      }
     }
   }
   pending.Run(*this);
@@ -757,6 +767,62 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
     std::move(done)(std::move(answer));
   }
   return id;
+}
+
+void Queue::RecordGet(const std::string& request_id, const std::vector<Delivery>& deliveries) {
+  if (request_id.empty()) {
+    return;
+  }
+  if (deliveries.empty()) {
+    get_requests_.Forget(request_id);
+    return;
+  }
+  size_t bytes = 0;
+  for (const Delivery& delivery : deliveries) {
+    bytes += static_cast<size_t>(delivery.item->bytes);
+  }
+  get_requests_.Record(request_id, GetAnswer{0, deliveries}, env_->timers->Now(), bytes);
+}
+
+void Queue::ForgetWaitingGet(const GetWaiter& waiter) {
+  const std::string& request_id = waiter.options.request_id;
+  if (request_id.empty()) {
+    return;
+  }
+  const GetAnswer* answer = get_requests_.Find(request_id, env_->timers->Now());
+  if (answer != nullptr && answer->waiter == waiter.id) {
+    get_requests_.Forget(request_id);
+  }
+}
+
+std::vector<Delivery> Queue::ReplayGet(const std::vector<Delivery>& deliveries) const {
+  std::vector<Delivery> out;
+  for (const Delivery& delivery : deliveries) {
+    if (delivery.receipt.empty()) {
+      out.push_back(delivery);
+      continue;
+    }
+    uint64_t seq = 0;
+    int32_t count = 0;
+    if (!ParseReceipt(delivery.receipt, &seq, &count)) {
+      continue;
+    }
+    auto it = leased_.find(seq);
+    if (it != leased_.end() && it->second.delivery_count == count) {
+      Delivery current = delivery;
+      current.lease_expire = it->second.expire;
+      out.push_back(std::move(current));
+    }
+  }
+  return out;
+}
+
+void Queue::ForgetGet(const std::string& request_id) {
+  if (request_id.empty()) {
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  get_requests_.Forget(request_id);
 }
 
 bool Queue::CancelGet(WaiterId id) {
@@ -768,6 +834,7 @@ bool Queue::CancelGet(WaiterId id) {
       return false;
     }
     timer = (*it->second)->timer;
+    ForgetWaitingGet(**it->second);
     getters_.erase(it->second);
     getter_index_.erase(it);
   }
@@ -988,13 +1055,19 @@ absl::StatusOr<std::vector<ReceiptResult>> Queue::Ack(const std::vector<std::str
 }
 
 absl::StatusOr<std::vector<ReceiptResult>> Queue::Nack(const std::vector<std::string>& receipts,
-                                                       absl::Duration delay, bool dead_letter) {
+                                                       absl::Duration delay, bool dead_letter,
+                                                       const std::string& request_id) {
   Pending pending;
   std::vector<ReceiptResult> results;
   results.reserve(receipts.size());
   {
     absl::MutexLock lock(&mu_);
     SPINDLE_RETURN_IF_ERROR(CheckUsable());
+    if (!request_id.empty()) {
+      if (const auto* original = nack_requests_.Find(request_id, env_->timers->Now())) {
+        return *original;
+      }
+    }
     std::vector<Leased> back;
     for (const std::string& receipt : receipts) {
       ReceiptResult result;
@@ -1016,6 +1089,9 @@ absl::StatusOr<std::vector<ReceiptResult>> Queue::Nack(const std::vector<std::st
       results.push_back(std::move(result));
     }
     PutBack(std::move(back), /*redelivery=*/false, delay, dead_letter, pending);
+    if (!request_id.empty()) {
+      nack_requests_.Record(request_id, results, env_->timers->Now());
+    }
     Dispatch(pending);
   }
   pending.Run(*this);

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "spindle/common/request_log.h"
 #include "spindle/common/session_hooks.h"
 #include "spindle/common/timer.h"
 #include "spindle/queue/types.h"
@@ -128,8 +129,18 @@ class Queue : public std::enable_shared_from_this<Queue> {
 
   // Gets up to options.max_items ready items. Inline answer or waiter, as Put. Errors: OUT_OF_RANGE
   // QUEUE_DRAINED; NOT_FOUND QUEUE_DELETED; session errors; TOO_MANY_WAITERS.
+  //
+  // With options.request_id, a get that handed out items is remembered for 10 minutes (at most
+  // 10,000 ids and 64 MiB of items they hold alive per queue, the oldest forgotten first): a retry
+  // gets the same deliveries again instead of taking more. TAKE: the same items; LEASE: those of
+  // its deliveries still leased under the same receipts (acked, nacked or expired ones are not
+  // handed out again). A get that took nothing is not remembered; a retry while the first call
+  // still waits answers ABORTED REQUEST_IN_PROGRESS.
   WaiterId Get(const GetOptions& options, const WaitBound& bound, GetCallback done);
   bool CancelGet(WaiterId id);
+  // Forgets a get's request id: its deliveries are being given back (the call was gone when they
+  // were handed over), so a retry must take afresh. Call before giving them back.
+  void ForgetGet(const std::string& request_id);
 
   // Registers a streaming consumer with `credit`. Errors as Get (then nothing is registered).
   // Consumers with no credit are not waiting; AddCredit makes them wait again (at the back).
@@ -156,8 +167,10 @@ class Queue : public std::enable_shared_from_this<Queue> {
 
   // Per-receipt outcomes: OK, ABORTED DELIVERY_EXPIRED, NOT_FOUND RECEIPT_NOT_FOUND.
   absl::StatusOr<std::vector<ReceiptResult>> Ack(const std::vector<std::string>& receipts);
+  // A non-empty `request_id` seen in the last 10 minutes returns the original outcomes.
   absl::StatusOr<std::vector<ReceiptResult>> Nack(const std::vector<std::string>& receipts,
-                                                  absl::Duration delay, bool dead_letter);
+                                                  absl::Duration delay, bool dead_letter,
+                                                  const std::string& request_id = "");
   absl::StatusOr<std::vector<ReceiptResult>> Extend(const std::vector<std::string>& receipts,
                                                     absl::Duration visibility_timeout);
 
@@ -221,6 +234,11 @@ class Queue : public std::enable_shared_from_this<Queue> {
     absl::Status timeout_status;
     PutCallback done;
   };
+  // What a get with a request_id answered; `waiter` set while it still waits.
+  struct GetAnswer {
+    WaiterId waiter = 0;
+    std::vector<Delivery> deliveries;
+  };
   // Work to do once the lock is released.
   struct Pending {
     std::vector<absl::AnyInvocable<void() &&>> calls;
@@ -235,6 +253,14 @@ class Queue : public std::enable_shared_from_this<Queue> {
   absl::Status CheckFits(const std::vector<PutItem>& items, int64_t bytes) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Fits(int64_t count, int64_t bytes) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Remembers what a get with a request id handed out (nothing without an id).
+  void RecordGet(const std::string& request_id, const std::vector<Delivery>& deliveries)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets a waiting get's request id when it ends without items.
+  void ForgetWaitingGet(const GetWaiter& waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A retried get's answer: TAKE deliveries as they were, LEASE ones still leased.
+  std::vector<Delivery> ReplayGet(const std::vector<Delivery>& deliveries) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   PutResult Insert(std::vector<PutItem> items, const std::string& request_id, int64_t bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Delivery Hand(Ready ready, const GetOptions& options, const std::string& owner, absl::Time now)
@@ -301,8 +327,13 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // Deduplication ids of the last 5 minutes, and request ids of recent puts.
   absl::flat_hash_map<std::string, std::string> dedup_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<absl::Time, std::string>> dedup_order_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, PutResult> put_requests_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::pair<absl::Time, std::string>> put_request_order_ ABSL_GUARDED_BY(mu_);
+  static constexpr size_t kMaxRequestIds = 10000;
+  static constexpr size_t kMaxRememberedGetBytes = size_t{64} << 20;
+  RequestLog<PutResult> put_requests_ ABSL_GUARDED_BY(mu_){kRequestIdRetention, kMaxRequestIds};
+  RequestLog<GetAnswer> get_requests_ ABSL_GUARDED_BY(mu_){kRequestIdRetention, kMaxRequestIds,
+                                                           kMaxRememberedGetBytes};
+  RequestLog<std::vector<ReceiptResult>> nack_requests_ ABSL_GUARDED_BY(mu_){kRequestIdRetention,
+                                                                             kMaxRequestIds};
   // Receipts acked recently (acking again is OK), bounded.
   absl::flat_hash_set<std::string> acked_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> acked_order_ ABSL_GUARDED_BY(mu_);

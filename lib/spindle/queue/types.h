@@ -77,6 +77,8 @@ struct GetOptions {
   // Unary gets: most items and bytes (at least one item is always given).
   int32_t max_items = 1;
   int64_t max_bytes = 4 << 20;
+  // Unary gets: idempotency key (see Queue::Get); empty = none.
+  std::string request_id;
 };
 
 // Answer of a put.

@@ -23,10 +23,10 @@ TEST(RequestLogTest, FindsWhatWasRecordedUntilTheWindowCloses) {
 }
 
 TEST(RequestLogTest, AReplacedAnswerKeepsItsFirstTime) {
-  RequestLog<int> log(absl::Minutes(10), 100);
-  log.Record("a", 1, kStart);
-  log.Record("a", 2, kStart + absl::Minutes(5));
-  EXPECT_EQ(*log.Find("a", kStart + absl::Minutes(9)), 2);
+  RequestLog<std::string> log(absl::Minutes(10), 100);
+  log.Record("a", "pending", kStart);
+  log.Record("a", "answered", kStart + absl::Minutes(5));
+  EXPECT_EQ(*log.Find("a", kStart + absl::Minutes(9)), "answered");
   EXPECT_EQ(log.Find("a", kStart + absl::Minutes(10)), nullptr);
 }
 
@@ -51,6 +51,23 @@ TEST(RequestLogTest, AForgottenKeyRecordedAgainLivesItsOwnWindow) {
   ASSERT_NE(log.Find("a", kStart + absl::Minutes(11)), nullptr);
   EXPECT_EQ(*log.Find("a", kStart + absl::Minutes(11)), "second");
   EXPECT_EQ(log.Find("a", kStart + absl::Minutes(15)), nullptr);
+}
+
+TEST(RequestLogTest, WeightBoundsWhatIsKept) {
+  RequestLog<int> log(absl::Minutes(10), 100, /*max_weight=*/10);
+  log.Record("a", 1, kStart, 4);
+  log.Record("b", 2, kStart, 4);
+  EXPECT_EQ(log.weight(), 8u);
+  log.Record("c", 3, kStart, 4);  // 12 > 10: the oldest goes
+  EXPECT_EQ(log.Find("a", kStart), nullptr);
+  EXPECT_EQ(log.weight(), 8u);
+  log.Record("b", 5, kStart, 1);  // replacing re-weighs
+  EXPECT_EQ(log.weight(), 5u);
+  log.Forget("c");
+  EXPECT_EQ(log.weight(), 1u);
+  log.Record("huge", 9, kStart, 11);  // heavier than the bound: kept by nobody
+  EXPECT_EQ(log.Find("huge", kStart), nullptr);
+  EXPECT_EQ(log.weight(), 0u);
 }
 
 }  // namespace

@@ -469,6 +469,124 @@ TEST_F(QueueTest, DuplicateDedupIdAddsNothing) {
   EXPECT_EQ(q->Describe().depth, 1);
 }
 
+// --- request ids on gets and nacks ---
+
+GetOptions WithRequestId(std::string request_id, GetMode mode = GetMode::kTake, int max_items = 2) {
+  GetOptions options;
+  options.mode = mode;
+  options.max_items = max_items;
+  options.request_id = std::move(request_id);
+  return options;
+}
+
+TEST_F(QueueTest, TakeRetryWithTheSameRequestIdGetsTheSameItemsAndTakesNoMore) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b", "c"})).ok());
+  Answer<std::vector<Delivery>> first, retry, fresh;
+  q->Get(WithRequestId("get-1"), {}, first.Callback());
+  EXPECT_THAT(Payloads(**first.value), ElementsAre("a", "b"));
+  q->Get(WithRequestId("get-1"), {}, retry.Callback());
+  EXPECT_THAT(Payloads(**retry.value), ElementsAre("a", "b"));
+  EXPECT_EQ((**retry.value)[0].item->id, (**first.value)[0].item->id);
+  EXPECT_EQ(q->Describe().depth, 1);  // "c" is still there
+  q->Get(WithRequestId("get-2"), {}, fresh.Callback());
+  EXPECT_THAT(Payloads(**fresh.value), ElementsAre("c"));
+}
+
+TEST_F(QueueTest, LeaseRetryReturnsOnlyDeliveriesStillLeased) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b", "c"})).ok());
+  Answer<std::vector<Delivery>> first, retry;
+  q->Get(WithRequestId("lease-1", GetMode::kLease), {}, first.Callback());
+  ASSERT_THAT(**first.value, SizeIs(2));
+  ASSERT_TRUE(q->Ack({(**first.value)[0].receipt}).ok());
+  q->Get(WithRequestId("lease-1", GetMode::kLease), {}, retry.Callback());
+  ASSERT_THAT(**retry.value, SizeIs(1));
+  EXPECT_EQ((**retry.value)[0].receipt, (**first.value)[1].receipt);
+  EXPECT_EQ(q->Describe().in_flight, 1);
+  EXPECT_EQ(q->Describe().depth, 1);
+}
+
+TEST_F(QueueTest, AGetThatTookNothingIsNotRemembered) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> empty, later;
+  q->Get(WithRequestId("early"), {}, empty.Callback());
+  EXPECT_THAT(**empty.value, SizeIs(0));
+  ASSERT_TRUE(PutNow(*q, Items({"x"})).ok());
+  q->Get(WithRequestId("early"), {}, later.Callback());
+  EXPECT_THAT(Payloads(**later.value), ElementsAre("x"));
+}
+
+TEST_F(QueueTest, RetryOfAWaitingGetIsInProgressThenGetsWhatTheWaiterGot) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> waiting, early, late;
+  q->Get(WithRequestId("w", GetMode::kTake, 1), Wait(), waiting.Callback());
+  q->Get(WithRequestId("w", GetMode::kTake, 1), Wait(), early.Callback());
+  ASSERT_TRUE(early.value.has_value());
+  EXPECT_EQ(Reason(early.value->status()), "REQUEST_IN_PROGRESS");
+  EXPECT_EQ(early.value->status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(q->Describe().consumers_waiting, 1);
+  ASSERT_TRUE(PutNow(*q, Items({"x", "y"})).ok());
+  EXPECT_THAT(Payloads(**waiting.value), ElementsAre("x"));
+  q->Get(WithRequestId("w", GetMode::kTake, 1), {}, late.Callback());
+  EXPECT_THAT(Payloads(**late.value), ElementsAre("x"));
+  EXPECT_EQ(q->Describe().depth, 1);
+}
+
+TEST_F(QueueTest, RetryAfterACancelledOrTimedOutGetActsAfresh) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> cancelled, timed_out, retry;
+  auto id = q->Get(WithRequestId("c"), Wait(), cancelled.Callback());
+  ASSERT_TRUE(q->CancelGet(id));
+  q->Get(WithRequestId("t"), Wait(absl::Seconds(1), absl::OkStatus()), timed_out.Callback());
+  timers_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(timed_out.value.has_value());
+  ASSERT_TRUE(PutNow(*q, Items({"x"})).ok());
+  q->Get(WithRequestId("c"), {}, retry.Callback());
+  EXPECT_THAT(Payloads(**retry.value), ElementsAre("x"));  // not REQUEST_IN_PROGRESS
+  Answer<std::vector<Delivery>> t_retry;
+  q->Get(WithRequestId("t"), {}, t_retry.Callback());
+  EXPECT_TRUE(t_retry.value->ok()) << t_retry.value->status();
+}
+
+TEST_F(QueueTest, ForgetGetLetsARetryTakeAfreshAfterTheItemsWentBack) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a"})).ok());
+  Answer<std::vector<Delivery>> first, retry;
+  q->Get(WithRequestId("lost"), {}, first.Callback());
+  q->ForgetGet("lost");
+  q->Requeue(std::move(**first.value));
+  q->Get(WithRequestId("lost"), {}, retry.Callback());
+  EXPECT_THAT(Payloads(**retry.value), ElementsAre("a"));
+  EXPECT_EQ(q->Describe().depth, 0);  // taken once, not twice
+}
+
+TEST_F(QueueTest, NackRetryAnswersTheOriginalOutcomes) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a"})).ok());
+  auto leased = GetNow(*q, 1, GetMode::kLease);
+  const std::string receipt = (*leased)[0].receipt;
+  auto first = q->Nack({receipt}, absl::ZeroDuration(), false, "nack-1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE((*first)[0].status.ok());
+  auto retry = q->Nack({receipt}, absl::ZeroDuration(), false, "nack-1");
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE((*retry)[0].status.ok());
+  EXPECT_EQ(q->Describe().depth, 1);
+  auto other = q->Nack({receipt}, absl::ZeroDuration(), false);
+  EXPECT_EQ(Reason((*other)[0].status), "DELIVERY_EXPIRED");
+}
+
+TEST_F(QueueTest, RememberedGetsAreForgottenAfterTenMinutes) {
+  auto q = Make("jobs");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b"})).ok());
+  Answer<std::vector<Delivery>> first, later;
+  q->Get(WithRequestId("old", GetMode::kTake, 1), {}, first.Callback());
+  timers_.Advance(absl::Minutes(10));
+  q->Get(WithRequestId("old", GetMode::kTake, 1), {}, later.Callback());
+  EXPECT_THAT(Payloads(**later.value), ElementsAre("b"));
+}
+
 TEST_F(QueueTest, ManyProducersAndConsumersLoseAndDuplicateNothing) {
   RegistryOptions options;
   options.defaults.max_items = 64;
