@@ -14,8 +14,6 @@
 namespace spindle::value {
 namespace {
 
-constexpr absl::Duration kRequestWindow = absl::Minutes(10);
-constexpr size_t kMaxRequestIds = 100000;
 
 std::string MakeEpoch() {
   absl::BitGen gen;
@@ -518,8 +516,8 @@ absl::StatusOr<AddResult> ValueStore::Add(const std::string& name,
                                           const WriteGuard& guard) {
   if (!request_id.empty()) {
     absl::MutexLock lock(&add_mu_);
-    if (auto it = add_requests_.find(request_id); it != add_requests_.end()) {
-      return it->second;
+    if (const AddResult* original = add_requests_.Find(request_id, timers_.Now())) {
+      return *original;
     }
   }
   After after;
@@ -582,14 +580,7 @@ absl::StatusOr<AddResult> ValueStore::Add(const std::string& name,
   if (!request_id.empty()) {
     const absl::Time now = timers_.Now();
     absl::MutexLock lock(&add_mu_);
-    while (!add_request_order_.empty() &&
-           (add_request_order_.size() >= kMaxRequestIds ||
-            add_request_order_.front().first + kRequestWindow <= now)) {
-      add_requests_.erase(add_request_order_.front().second);
-      add_request_order_.pop_front();
-    }
-    add_requests_[request_id] = result;
-    add_request_order_.emplace_back(now, request_id);
+    add_requests_.Record(request_id, result, now);
   }
   return result;
 }

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "spindle/common/request_log.h"
 #include "spindle/common/session_hooks.h"
 #include "spindle/common/timer.h"
 #include "spindle/value/value_data.h"
@@ -269,8 +270,7 @@ class ValueStore {
   absl::flat_hash_set<Watch*> watches_ ABSL_GUARDED_BY(log_mu_);
 
   absl::Mutex add_mu_;
-  absl::flat_hash_map<std::string, AddResult> add_requests_ ABSL_GUARDED_BY(add_mu_);
-  std::deque<std::pair<absl::Time, std::string>> add_request_order_ ABSL_GUARDED_BY(add_mu_);
+  RequestLog<AddResult> add_requests_ ABSL_GUARDED_BY(add_mu_){kRequestIdRetention, 100000};
 };
 
 class Watch {
