@@ -37,6 +37,7 @@
 #include "spindle/coro/task.h"
 #include "spindle/process/cgroup.h"
 #include "spindle/process/output_ring.h"
+#include "spindle/process/proc_usage.h"
 #include "spindle/process/process_tree.h"
 #include "spindle/process/signals.h"
 
@@ -1710,10 +1711,30 @@ absl::StatusOr<ProcessView> ProcessTable::Spawn(ProcessSpec spec, absl::string_v
   return view;
 }
 
+namespace {
+
+// A live process's usage so far, from /proc (the usage of a run is otherwise known at its end).
+void FillLiveUsage(ProcessView& view) {
+  const ProcessState state = view.status.state;
+  if (state != ProcessState::kRunning && state != ProcessState::kStopping) {
+    return;
+  }
+  if (std::optional<ProcessUsage> usage = ReadLiveUsage(view.status.pid, ::getpid())) {
+    view.status.usage = *usage;
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<ProcessView> ProcessTable::Get(absl::string_view id) const {
   SPINDLE_ASSIGN_OR_RETURN(auto rec, impl_->FindOrError(id));
-  absl::MutexLock lock(&rec->mu);
-  return Impl::ViewLocked(*rec);
+  ProcessView view;
+  {
+    absl::MutexLock lock(&rec->mu);
+    view = Impl::ViewLocked(*rec);
+  }
+  FillLiveUsage(view);
+  return view;
 }
 
 absl::Status ProcessTable::ValidateFilter(const ProcessFilter& filter) const {
@@ -1758,6 +1779,7 @@ absl::StatusOr<ProcessTable::Page> ProcessTable::List(const ProcessFilter& filte
       break;
     }
     after = rec->seq;
+    FillLiveUsage(view);
     page.processes.push_back(std::move(view));
   }
   return page;

@@ -105,6 +105,39 @@ TEST_F(ProcessTableTest, SpawnCollectsOutputAndExitCode) {
   EXPECT_EQ(v.status.pid, 0);
 }
 
+TEST_F(ProcessTableTest, LiveProcessReportsItsUsageFromProc) {
+  // Burns some CPU, then waits; exec keeps the process (and its counters).
+  auto p = table_->Spawn(Cmd({"/bin/sh", "-c",
+                              "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; "
+                              "echo busy-done; exec sleep 100"}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  absl::Time deadline = absl::Now() + kWait;
+  while (ReadAll(p->id, OutputStream::kStdout).empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  auto live = table_->Get(p->id);
+  ASSERT_TRUE(live.ok());
+  EXPECT_EQ(live->status.state, ProcessState::kRunning);
+  EXPECT_GT(live->status.usage.user_cpu_ms + live->status.usage.system_cpu_ms, 0);
+  EXPECT_GT(live->status.usage.max_rss_bytes, 0);
+  EXPECT_GT(live->status.usage.minor_faults, 0);
+  auto listed = table_->List({}, 0, "");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->processes.size(), 1u);
+  EXPECT_GE(listed->processes[0].status.usage.user_cpu_ms, live->status.usage.user_cpu_ms);
+
+  auto gone = std::make_shared<absl::Notification>();
+  ASSERT_TRUE(table_
+                  ->Terminate(p->id, SIGKILL, absl::ZeroDuration(), ExitReason::kTerminated,
+                              [gone](ProcessView) { gone->Notify(); })
+                  .ok());
+  ASSERT_TRUE(gone->WaitForNotificationWithTimeout(kWait));
+  // The final usage (wait4) covers at least what was read live.
+  ProcessView final_view = *table_->Get(p->id);
+  EXPECT_GE(final_view.status.usage.user_cpu_ms + final_view.status.usage.system_cpu_ms,
+            live->status.usage.user_cpu_ms + live->status.usage.system_cpu_ms);
+}
+
 TEST_F(ProcessTableTest, ExecFailureIsAnErrorAndKeepsNoRecord) {
   auto p = table_->Spawn(Cmd({"/nonexistent/binary"}));
   ASSERT_FALSE(p.ok());
