@@ -224,6 +224,30 @@ TEST_F(ProcessServiceTest, StdinRoundTripsThroughCat) {
   EXPECT_EQ(done.status().stdout_bytes(), 12);
 }
 
+TEST_F(ProcessServiceTest, StdinOfAProcessThatStoppedReadingIsABrokenPipeWithItsOffset) {
+  v1::ProcessSpec spec = Spec({"/usr/bin/head", "-c", "5"});
+  spec.set_stdin_mode(v1::PROCESS_STDIN_MODE_PIPE);
+  v1::Process p = Spawn(spec);
+  auto context = Context();
+  v1::WriteStdinResponse written;
+  auto writer = stub_->WriteStdin(context.get(), &written);
+  v1::WriteStdinRequest chunk;
+  chunk.set_process_id(p.id());
+  chunk.set_data(std::string(4 << 20, 'x'));  // far more than a pipe holds: head leaves first
+  writer->Write(chunk);
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+  EXPECT_EQ(services::ReasonOf(status), "STDIN_BROKEN_PIPE");
+  int64_t offset = -1;
+  ASSERT_TRUE(absl::SimpleAtoi(services::ErrorMetadataOf(status)["stdin_offset"], &offset))
+      << status.error_message();
+  EXPECT_GE(offset, 5);
+  EXPECT_LT(offset, int64_t{4} << 20);
+  EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat("stdin_offset ", offset)));
+  EXPECT_EQ(WaitFinal(p.id()).status().exit().exit_code(), 0);
+}
+
 TEST_F(ProcessServiceTest, FollowSeesOutputAsItIsWritten) {
   v1::ProcessSpec spec = Spec({"/bin/cat"});
   spec.set_stdin_mode(v1::PROCESS_STDIN_MODE_PIPE);

@@ -1190,6 +1190,9 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
                        : FailedPrecondition("STDIN_BROKEN_PIPE",
                                             absl::StrCat("writing stdin of process '", rec.id,
                                                          "': ", std::strerror(err)));
+      // How far the stream got: ErrorInfo.metadata["stdin_offset"] for the client.
+      error.SetPayload("spindle.dev/stdin_offset",
+                       absl::Cord(absl::StrCat(rec.status.stdin_bytes)));
       CompleteStdinLocked(rec, error, pending);
       rec.stdin_fd.Reset();
       return false;
