@@ -6,7 +6,8 @@
 // read).
 //
 //   bench_locks --target spindle|redis|etcd --address HOST:PORT --mode MODE --clients N
-//               [--contended] [--warmup-s 1] [--duration-s 5] [--max-ops 10000000]
+//               [--contended] [--request-ids] [--warmup-s 1] [--duration-s 5]
+//               [--max-ops 10000000]
 //   bench_locks --target spindle --address HOST:PORT --mode waiters --waiters 100000
 //               --server-pid PID [--via unary|stream] [--channels 64] [--queue-s 60] [--grant-s 3]
 //   bench_locks --features        prints {"etcd": true|false} (built with etcd's protos or not)
@@ -16,8 +17,10 @@
 // shape). Redis mode: setnx (SET key val NX PX 30000, then DEL). etcd mode: lock (v3lockpb.Lock
 // with the client's own lease, granted once by Lease.LeaseGrant with a 300 s TTL, then
 // v3lockpb.Unlock of the returned key: the server-side form of the recipe `etcdctl lock` runs).
-// Without --contended every client has its own name; with it all share one name (Spindle and etcd
-// wait in FIFO order; Redis clients retry SET NX until it succeeds, as Redis has no blocking lock).
+// --request-ids (Spindle unary): every Acquire and Release carries a fresh request_id, so the
+// server remembers each answer (what a retrying client pays). Without --contended every client has
+// its own name; with it all share one name (Spindle and etcd wait in FIFO order; Redis clients
+// retry SET NX until it succeeds, as Redis has no blocking lock).
 //
 // Prints one JSON object: {"mode","clients","contended","ops","seconds","rate","p50_us","p90_us",
 // "p99_us"}; an op is one acquire+release pair, latencies are of the acquire (its wait included).
@@ -65,6 +68,7 @@ struct Options {
   std::string mode = "unary";
   int clients = 1;
   bool contended = false;
+  bool request_ids = false;
   double warmup_s = 1;
   double duration_s = 5;
   int64_t max_ops = 10'000'000;
@@ -255,6 +259,11 @@ class UnaryClient final : public PairClient {
           });
       return;
     }
+    if (options_.request_ids) {
+      // Unique across runs against one server: a reused id would (rightly) replay.
+      acquire_.set_request_id("p" + std::to_string(::getpid()) + "-c" + std::to_string(index_) +
+                              "-" + std::to_string(++serial_));
+    }
     locks_->async()->Acquire(context_.get(), &acquire_, &acquire_response_, [this](grpc::Status s) {
       if (!Check(s)) return;
       if (!acquire_response_.acquired()) {
@@ -264,6 +273,9 @@ class UnaryClient final : public PairClient {
       }
       acquired_ = Clock::now();
       release_.set_lease_id(acquire_response_.grant().lease_id());
+      if (options_.request_ids) {
+        release_.set_request_id(acquire_.request_id() + "r");
+      }
       context_ = Fresh();
       locks_->async()->Release(context_.get(), &release_, &release_response_,
                                [this](grpc::Status s) { Finished(s); });
@@ -278,6 +290,7 @@ class UnaryClient final : public PairClient {
   spindle::v1::ReleaseResponse release_response_;
   spindle::v1::GetLimitsRequest limits_;
   spindle::v1::GetLimitsResponse limits_response_;
+  uint64_t serial_ = 0;
 };
 
 #ifdef SPINDLE_BENCH_ETCD
@@ -1039,6 +1052,8 @@ int main(int argc, char** argv) {
       options.clients = std::max(1, std::min(4096, std::stoi(value())));
     } else if (arg == "--contended") {
       options.contended = true;
+    } else if (arg == "--request-ids") {
+      options.request_ids = true;
     } else if (arg == "--warmup-s") {
       options.warmup_s = std::stod(value());
     } else if (arg == "--duration-s") {

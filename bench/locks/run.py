@@ -22,7 +22,9 @@ Every comparison runs Spindle (unary Acquire + Release on the same client count,
 unless contended; the stream rows carry the same acquire and release as messages on one
 LockStream per client) and its peer alternately in the same run: in full mode 3 rounds of (Spindle,
 peer), each run 0.5 s of warm-up and a 2 s window, and each side's median (its rates go to
-stderr); --quick runs one round of 0.5 + 1.5 s.
+stderr); --quick runs one round of 0.5 + 1.5 s. The request-id rows run the same unary pairs with
+a fresh request_id on every Acquire and Release (the server remembers each answer for retries)
+against the same pairs without, at 1 and 16 clients.
 
 Blocked waiters, twice, each on a fresh spindled: one holder, then bench_locks --mode waiters
 parks 100,000 Acquire(wait=true) waiters on that lock over 64 connections (callback API; bounded
@@ -95,11 +97,14 @@ def run_json(cmd, timeout):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_load(binary, target, address, mode, clients, contended, warmup, duration):
+def run_load(binary, target, address, mode, clients, contended, warmup, duration,
+             request_ids=False):
     cmd = [binary, "--target", target, "--address", address, "--mode", mode, "--clients",
            str(clients), "--warmup-s", str(warmup), "--duration-s", str(duration)]
     if contended:
         cmd.append("--contended")
+    if request_ids:
+        cmd.append("--request-ids")
     return run_json(cmd, warmup + duration + 90)
 
 
@@ -259,6 +264,18 @@ def main():
                  "bare gRPC echo (2 x GetLimits)", e["rate"], ratio, target,
                  None if ratio is None else check(ratio))
 
+        def request_ids(clients):
+            """What idempotency costs: every Acquire and Release with a fresh request_id (the
+            server remembers each answer) against the same calls without."""
+            s, plain = paired(f"request ids c={clients} with | without",
+                              lambda: run_load(load, "spindle", spindle, "unary", clients, False,
+                                               warmup, duration, request_ids=True),
+                              spindle_pairs(clients, False))
+            ratio = s["rate"] / plain["rate"] if plain["rate"] else None
+            emit("uncontended acquire+release with request ids (unary)", clients, "pairs/s",
+                 s["rate"], "the same calls without request ids", plain["rate"], ratio, None,
+                 None)
+
         def vs_manager(clients, mode="unary"):
             s, m = paired(f"vs Manager ({mode}) c={clients} spindle | manager",
                           spindle_pairs(clients, False, mode),
@@ -348,6 +365,8 @@ def main():
             scenario(vs_manager, clients, "stream")
         scenario(vs_redis, "contended handoffs, one lock", "unary", 32, True)
         scenario(vs_redis, "contended handoffs, one lock", "stream", 32, True, latency=False)
+        for clients in ([1, 16] if not args.quick else [16]):
+            scenario(request_ids, clients)
 
         if args.quick:
             print("locks: --quick: etcd skipped", file=sys.stderr)
