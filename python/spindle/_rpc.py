@@ -10,11 +10,13 @@ back as "not acquired" / "no item" rather than as DEADLINE_EXCEEDED.
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import grpc
 
-from spindle.errors import from_rpc_error
+from spindle.errors import Error, from_rpc_error
 
 Metadata = Sequence[Tuple[str, str]]
 
@@ -29,6 +31,40 @@ def unary(method: Callable[..., Any], request: Any, *, timeout: Optional[float],
         return method(request, timeout=timeout, metadata=metadata)
     except grpc.RpcError as err:
         raise from_rpc_error(err) from None
+
+
+# Pauses before the retries of :func:`unary_idempotent` (seconds).
+RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0)
+
+
+def unary_idempotent(method: Callable[..., Any], request: Any, *, timeout: Optional[float],
+                     metadata: Metadata) -> Any:
+    """Calls a mutating unary rpc under a request_id, retrying while its answer may have been lost.
+
+    The request gets a fresh ``request_id`` (unless it has one), so a retry after UNAVAILABLE (the
+    connection broke: the server may have acted and lost only the reply) or ABORTED
+    ``REQUEST_IN_PROGRESS`` (the server still runs the first attempt) gets the first attempt's
+    answer instead of acting twice: the same grant, not a second one. Retries stay within
+    ``timeout`` from the first attempt; the last error is raised.
+    """
+    if not request.request_id:
+        request.request_id = uuid.uuid4().hex
+    give_up = None if timeout is None else time.monotonic() + timeout
+    for attempt in range(len(RETRY_BACKOFF_S) + 1):
+        left = None if give_up is None else max(0.001, give_up - time.monotonic())
+        try:
+            return method(request, timeout=left, metadata=metadata)
+        except grpc.RpcError as err:
+            error: Error = from_rpc_error(err)
+        retriable = (error.code == grpc.StatusCode.UNAVAILABLE or
+                     error.reason == "REQUEST_IN_PROGRESS")
+        if not retriable or attempt == len(RETRY_BACKOFF_S):
+            raise error from None
+        pause = RETRY_BACKOFF_S[attempt]
+        if give_up is not None and time.monotonic() + pause >= give_up:
+            raise error from None
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def stream(call: Any) -> Iterator[Any]:

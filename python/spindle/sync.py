@@ -100,13 +100,17 @@ class _Primitive:
             lease_ttl_ms=int(lease_ttl * 1000) if lease_ttl else 0)
         if config is not None:
             request.config.CopyFrom(config)
-        response = _rpc.unary(self._stub.Acquire, request,
-                              timeout=_rpc.wait_deadline(wait_s) if wait_s != 0.0 else self._client.call_timeout,
-                              metadata=self._client.metadata)
+        response = _rpc.unary_idempotent(
+            self._stub.Acquire, request,
+            timeout=_rpc.wait_deadline(wait_s) if wait_s != 0.0 else self._client.call_timeout,
+            metadata=self._client.metadata)
         return Grant(response.grant) if response.acquired else None
 
     def _release(self, lease_id: str, **fields: Any) -> Any:
-        return self._unary("Release", self._pb.ReleaseRequest(lease_id=lease_id, **fields))
+        return _rpc.unary_idempotent(self._stub.Release,
+                                     self._pb.ReleaseRequest(lease_id=lease_id, **fields),
+                                     timeout=self._client.call_timeout,
+                                     metadata=self._client.metadata)
 
 
 class Lock(_Primitive):
@@ -280,7 +284,10 @@ class Semaphore(_Primitive):
             if grant is not None:
                 self._release(grant.lease_id)
             else:
-                self._unary("Release", self._pb.ReleaseRequest(name=self.name, count=1))
+                _rpc.unary_idempotent(self._stub.Release,
+                                      self._pb.ReleaseRequest(name=self.name, count=1),
+                                      timeout=self._client.call_timeout,
+                                      metadata=self._client.metadata)
 
     def available(self) -> int:
         """Permits free now."""

@@ -200,6 +200,61 @@ def test_release_unheld_is_lock_not_held(client):
     assert isinstance(err.value, RuntimeError)
 
 
+class _LostReply(grpc.RpcError):
+    """What a client sees when the connection breaks after the server acted."""
+
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self):
+        return "connection reset (injected: the server answered, the reply was lost)"
+
+    def trailing_metadata(self):
+        return ()
+
+
+class _DropFirstReply:
+    """The real lock stub, except that the first call of each of `methods` reaches the server and
+    its answer is then lost."""
+
+    def __init__(self, stub, methods):
+        self._stub = stub
+        self.request_ids = {m: [] for m in methods}
+        for method in methods:
+            setattr(self, method, self._flaky(method))
+
+    def _flaky(self, method):
+        real = getattr(self._stub, method)
+
+        def call(request, **kwargs):
+            self.request_ids[method].append(request.request_id)
+            response = real(request, **kwargs)
+            if len(self.request_ids[method]) == 1:
+                raise _LostReply()
+            return response
+        return call
+
+    def __getattr__(self, attr):
+        return getattr(self._stub, attr)
+
+
+def test_lost_replies_are_retried_under_one_request_id(client):
+    lock = client.lock(name("retry"))
+    flaky = _DropFirstReply(lock._stub, ["Acquire", "Release"])
+    lock._stub = flaky
+    # Without the request id the retry would wait for the grant the first attempt got (a
+    # deadlock with itself); with it, it gets that grant.
+    assert lock.acquire(timeout=5)
+    described = lock.describe()
+    assert described.lock.holders == 1
+    assert described.holders[0].fencing_token == lock.fencing_token
+    lock.release()  # its first reply is lost too: the retry answers as the first time did
+    assert not lock.locked()
+    for method, ids in flaky.request_ids.items():
+        assert len(ids) == 2 and ids[0] == ids[1] and ids[0], (method, ids)
+    assert flaky.request_ids["Acquire"][0] != flaky.request_ids["Release"][0]
+
+
 def test_rlock_is_reentrant(client):
     rlock = client.rlock(name("rlock"))
     with rlock:
