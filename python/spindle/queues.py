@@ -109,6 +109,12 @@ class Queue:
                           timeout=self._client.call_timeout if timeout is None else timeout,
                           metadata=self._client.metadata)
 
+    def _idempotent(self, method: str, request: Any, timeout: Optional[float]) -> Any:
+        """A put, get or nack under a request_id, retried when its reply may have been lost: a
+        retried put adds nothing twice, a retried get hands back the same items."""
+        return _rpc.unary_idempotent(getattr(self._stub, method), request, timeout=timeout,
+                                     metadata=self._client.metadata)
+
     def create(self, *, max_items: int = 0, max_bytes: int = 0, visibility_timeout: float = 0,
                max_deliveries: int = 0, dead_letter_queue: str = "") -> Any:
         """Creates the queue with explicit settings (0 = server default); returns its QueueInfo."""
@@ -139,8 +145,9 @@ class Queue:
         wait_s = timeout if block else 0.0
         request = self._pb.PutItemsRequest(queue=self.name, items=put_items, wait=block,
                                            max_wait_ms=_rpc.wait_ms(wait_s) if block else 0)
-        response = self._unary("PutItems", request,
-                               timeout=_rpc.wait_deadline(wait_s) if block else self._client.call_timeout)
+        response = self._idempotent(
+            "PutItems", request,
+            timeout=_rpc.wait_deadline(wait_s) if block else self._client.call_timeout)
         if not response.enqueued:
             raise QueueFull(f"queue '{self.name}' still full after {timeout} s", reason="QUEUE_FULL",
                             code=QueueFull.code)
@@ -156,8 +163,9 @@ class Queue:
             request.session_id = self._client.session.id
             if lease is not True:
                 request.visibility_timeout_ms = int(float(lease) * 1000)
-        return self._unary("GetItems", request,
-                           timeout=_rpc.wait_deadline(wait_s) if block else self._client.call_timeout)
+        return self._idempotent(
+            "GetItems", request,
+            timeout=_rpc.wait_deadline(wait_s) if block else self._client.call_timeout)
 
     def get(self, block: bool = True, timeout: Optional[float] = None, *,
             lease: Union[None, bool, float] = None) -> Any:
@@ -206,7 +214,8 @@ class Queue:
     def _settle(self, method: str, request_type: Any, deliveries: Tuple[Union[Delivery, str], ...],
                 **fields: Any) -> None:
         receipts = [d.receipt if isinstance(d, Delivery) else d for d in deliveries]
-        response = self._unary(method, request_type(queue=self.name, receipts=receipts, **fields))
+        request = request_type(queue=self.name, receipts=receipts, **fields)
+        response = self._idempotent(method, request, timeout=self._client.call_timeout)
         for result in response.results:
             if result.status.code != 0:
                 raise from_status(result.status)
