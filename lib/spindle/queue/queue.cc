@@ -565,6 +565,13 @@ Queue::WaiterId Queue::Put(std::vector<PutItem> items, const std::string& reques
                                       : put_requests_.Find(request_id, env_->timers->Now());
                original != nullptr) {
       answer = *original;
+    } else if (!request_id.empty() &&
+               std::any_of(putters_.begin(), putters_.end(),
+                           [&](const auto& waiter) { return waiter->request_id == request_id; })) {
+      // The first call still waits for room: a second waiter would put the batch twice.
+      answer = Aborted("REQUEST_IN_PROGRESS",
+                       absl::StrCat("request_id '", request_id, "' is still waiting on queue '",
+                                    name_, "' as an earlier call; retry once that call has ended"));
     } else if (putters_.empty() && Fits(static_cast<int64_t>(items.size()), bytes)) {
       answer = Insert(std::move(items), request_id, bytes);
       Dispatch(pending);

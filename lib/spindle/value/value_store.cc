@@ -14,7 +14,6 @@
 namespace spindle::value {
 namespace {
 
-
 std::string MakeEpoch() {
   absl::BitGen gen;
   return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
@@ -514,12 +513,25 @@ absl::StatusOr<AddResult> ValueStore::Add(const std::string& name,
                                           const std::optional<Element>& element, Delta delta,
                                           absl::Duration ttl, const std::string& request_id,
                                           const WriteGuard& guard) {
-  if (!request_id.empty()) {
-    absl::MutexLock lock(&add_mu_);
-    if (const AddResult* original = add_requests_.Find(request_id, timers_.Now())) {
-      return *original;
-    }
+  if (request_id.empty()) {
+    return AddOnce(name, element, delta, ttl, guard);
   }
+  // Look-up, add and record are one step under add_mu_ (taken before any shard lock), so two
+  // copies of a request arriving together cannot both add.
+  absl::MutexLock lock(&add_mu_);
+  if (const AddResult* original = add_requests_.Find(request_id, timers_.Now())) {
+    return *original;
+  }
+  absl::StatusOr<AddResult> result = AddOnce(name, element, delta, ttl, guard);
+  if (result.ok()) {
+    add_requests_.Record(request_id, *result, timers_.Now());
+  }
+  return result;
+}
+
+absl::StatusOr<AddResult> ValueStore::AddOnce(const std::string& name,
+                                              const std::optional<Element>& element, Delta delta,
+                                              absl::Duration ttl, const WriteGuard& guard) {
   After after;
   AddResult result;
   {
@@ -577,11 +589,6 @@ absl::StatusOr<AddResult> ValueStore::Add(const std::string& name,
     }
   }
   RunAfter(after);
-  if (!request_id.empty()) {
-    const absl::Time now = timers_.Now();
-    absl::MutexLock lock(&add_mu_);
-    add_requests_.Record(request_id, result, now);
-  }
   return result;
 }
 

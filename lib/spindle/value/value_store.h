@@ -171,7 +171,8 @@ class ValueStore {
                                 bool keys_only) const;
   // See SetValue in value.proto for the codes.
   absl::StatusOr<SetResult> Set(SetRequest request);
-  // A non-empty `request_id` seen in the last 10 minutes returns the original result.
+  // A non-empty `request_id` seen in the last 10 minutes returns the original result; two copies
+  // of one request arriving together add once.
   absl::StatusOr<AddResult> Add(const std::string& name, const std::optional<Element>& element,
                                 Delta delta, absl::Duration ttl, const std::string& request_id,
                                 const WriteGuard& guard = {});
@@ -269,6 +270,9 @@ class ValueStore {
   int64_t first_version_ ABSL_GUARDED_BY(log_mu_) = 1;
   absl::flat_hash_set<Watch*> watches_ ABSL_GUARDED_BY(log_mu_);
 
+  // Add without request-id bookkeeping.
+  absl::StatusOr<AddResult> AddOnce(const std::string& name, const std::optional<Element>& element,
+                                    Delta delta, absl::Duration ttl, const WriteGuard& guard);
   absl::Mutex add_mu_;
   RequestLog<AddResult> add_requests_ ABSL_GUARDED_BY(add_mu_){kRequestIdRetention, 100000};
 };

@@ -587,6 +587,24 @@ TEST_F(QueueTest, RememberedGetsAreForgottenAfterTenMinutes) {
   EXPECT_THAT(Payloads(**later.value), ElementsAre("b"));
 }
 
+TEST_F(QueueTest, RetryOfAWaitingPutIsInProgressAndPutsOnce) {
+  auto q = Make("jobs");  // max_items 4
+  ASSERT_TRUE(PutNow(*q, Items({"1", "2", "3", "4"})).ok());
+  Answer<PutResult> waiting, early, late;
+  q->Put(Items({"5"}), "put-5", Wait(), waiting.Callback());
+  q->Put(Items({"5"}), "put-5", Wait(), early.Callback());
+  ASSERT_TRUE(early.value.has_value());
+  EXPECT_EQ(Reason(early.value->status()), "REQUEST_IN_PROGRESS");
+  EXPECT_EQ(q->Describe().producers_waiting, 1);
+  ASSERT_TRUE(GetNow(*q).ok());  // room for one
+  ASSERT_TRUE(waiting.value.has_value());
+  ASSERT_TRUE(waiting.value->ok());
+  q->Put(Items({"5"}), "put-5", Wait(), late.Callback());
+  ASSERT_TRUE(late.value.has_value() && late.value->ok());
+  EXPECT_EQ((*late.value)->item_ids, (*waiting.value)->item_ids);
+  EXPECT_EQ(q->Describe().depth, 4);
+}
+
 TEST_F(QueueTest, ManyProducersAndConsumersLoseAndDuplicateNothing) {
   RegistryOptions options;
   options.defaults.max_items = 64;

@@ -123,6 +123,29 @@ TEST_F(ValueStoreTest, AddCreatesAndSums) {
   EXPECT_EQ(Reason(store_.Add("n", std::nullopt, 1.0, {}, "").status()), "TYPE_MISMATCH");
 }
 
+TEST_F(ValueStoreTest, CopiesOfOneRequestArrivingTogetherAddOnce) {
+  // Every thread sends the same 50 requests at once; each adds 1 exactly once.
+  constexpr int kThreads = 4;
+  constexpr int kRequests = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this] {
+      for (int r = 0; r < kRequests; ++r) {
+        auto added = store_.Add("n", std::nullopt, int64_t{1}, {}, absl::StrCat("req-", r));
+        EXPECT_TRUE(added.ok()) << added.status();
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  auto last = store_.Add("n", std::nullopt, int64_t{0}, {}, "");
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(std::get<int64_t>(last->result), kRequests);
+  // A retry answers the original result, not the current value.
+  EXPECT_EQ(std::get<int64_t>(store_.Add("n", std::nullopt, int64_t{1}, {}, "req-0")->result), 1);
+}
+
 TEST_F(ValueStoreTest, AddOnAStringIsATypeMismatch) {
   ASSERT_TRUE(Set("s", std::string("x")).ok());
   auto added = store_.Add("s", std::nullopt, int64_t{1}, {}, "");
