@@ -209,13 +209,16 @@ absl::Status LockNotFound(absl::string_view name) {
   return NotFound("LOCK_NOT_FOUND", absl::StrCat("lock ", QuoteValue(name), " does not exist"));
 }
 
-// The key of a request_id for operation `op` on `target` (a name or a lease id, neither of which
-// holds a blank); empty without a request_id.
-std::string RequestKey(char op, absl::string_view target, absl::string_view request_id) {
+// The key of a request_id for operation `op` on `target` (a name or a lease id) by `identity`
+// (Acquire's session/owner: a grant's lease id is a capability, never replayed to another
+// owner); empty without a request_id. NUL separates the parts, which hold none.
+std::string RequestKey(char op, absl::string_view target, absl::string_view request_id,
+                       absl::string_view identity = {}) {
   if (request_id.empty()) {
     return "";
   }
-  return absl::StrCat(absl::string_view(&op, 1), " ", target, " ", request_id);
+  constexpr absl::string_view kSep("\0", 1);
+  return absl::StrCat(absl::string_view(&op, 1), kSep, target, kSep, identity, kSep, request_id);
 }
 
 absl::Status InProgress(absl::string_view request_id, absl::string_view name) {
@@ -723,7 +726,7 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
     }
   }
   const std::string identity = Identity(params.session_id, params.owner);
-  const std::string key = RequestKey('A', params.name, params.request_id);
+  const std::string key = RequestKey('A', params.name, params.request_id, identity);
   Shard& shard = ShardFor(params.name);
   std::shared_ptr<WaitHandle::Token> token;
   uint64_t waiter_id = 0;
@@ -1204,7 +1207,8 @@ absl::StatusOr<ReleaseResult> LockTable::Release(const ReleaseParams& params) {
     Grant& grant = *it->second;
     Lock& l = *grant.lock;
     if (!params.abandoned_request_id.empty()) {
-      shard->requests.Forget(RequestKey('A', l.name, params.abandoned_request_id));
+      shard->requests.Forget(RequestKey('A', l.name, params.abandoned_request_id,
+                                        Identity(grant.session_id, grant.owner)));
     }
     bool end = params.all;
     if (!end) {

@@ -20,7 +20,7 @@
 //
 // Request ids (common.proto's idempotency): a call given a request_id is remembered for 10 minutes
 // (at most 8,192 per shard, the oldest forgotten first), scoped to its operation and target (the
-// lock name; the lease id for Release). A retry gets the original answer instead of acting twice:
+// lock name; the lease id for Release) and, for Acquire, to the caller's session and owner. A retry gets the original answer instead of acting twice:
 // an Acquire retry gets its grant as it is now (or the status of that lease if it has ended since:
 // LOCK_NOT_HELD, LEASE_EXPIRED, ...), never a second grant; a Release retry gets the original
 // remaining count and gives back nothing more. Only what changed state is remembered: a failed

@@ -718,6 +718,22 @@ TEST_F(LockTableTest, RequestIdsAreScopedToTheLockName) {
   EXPECT_EQ(b.name, "b");
 }
 
+TEST_F(LockTableTest, AnotherOwnersRequestIdIsNeverReplayedToIt) {
+  std::string session = NewSession();
+  AcquireParams mine = Params("m");
+  mine.session_id = session;
+  mine.owner = "a";
+  mine.request_id = "shared-id";
+  GrantInfo grant = MustAcquire(mine);
+  AcquireParams theirs = mine;
+  theirs.owner = "b";
+  theirs.wait = false;
+  auto other = Start(theirs);
+  ASSERT_TRUE(other->result.value().ok()) << other->result.status();
+  EXPECT_FALSE(other->result.value()->acquired);  // a try of its own, not a's lease
+  EXPECT_EQ(MustAcquire(mine).lease_id, grant.lease_id);
+}
+
 TEST_F(LockTableTest, ReentrantRetryDoesNotAddAHold) {
   AcquireParams params = Params("r");
   params.kind = LockKind::kReentrant;
