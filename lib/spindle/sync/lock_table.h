@@ -20,14 +20,14 @@
 //
 // Request ids (common.proto's idempotency): a call given a request_id is remembered for 10 minutes
 // (at most 8,192 per shard, the oldest forgotten first), scoped to its operation and target (the
-// lock name; the lease id for Release) and, for Acquire, to the caller's session and owner. A retry gets the original answer instead of acting twice:
-// an Acquire retry gets its grant as it is now (or the status of that lease if it has ended since:
-// LOCK_NOT_HELD, LEASE_EXPIRED, ...), never a second grant; a Release retry gets the original
-// remaining count and gives back nothing more. Only what changed state is remembered: a failed
-// call, a try that did not acquire, a wait that ran out are not, so their retry acts afresh. A
-// retry that arrives while the original call still waits answers ABORTED reason
-// REQUEST_IN_PROGRESS. WaitCondition is not remembered: its first call ends the lease it names, so
-// a retry fails LOCK_NOT_HELD instead of waiting twice.
+// lock name; the lease id for Release) and, for Acquire, to the caller's session and owner. A retry
+// gets the original answer instead of acting twice: an Acquire retry gets its grant as it is now
+// (or the status of that lease if it has ended since: LOCK_NOT_HELD, LEASE_EXPIRED, ...), never a
+// second grant; a Release retry gets the original remaining count and gives back nothing more. Only
+// what changed state is remembered: a failed call, a try that did not acquire, a wait that ran out
+// are not, so their retry acts afresh. A retry that arrives while the original call still waits
+// answers ABORTED reason REQUEST_IN_PROGRESS. WaitCondition is not remembered: its first call ends
+// the lease it names, so a retry fails LOCK_NOT_HELD instead of waiting twice.
 //
 // Thread-safety: thread-safe. Sharded by name; a grant and its lease id live in the shard of
 // their lock. No lock is held while a callback, a session hook or a session sink runs.

@@ -63,6 +63,15 @@ class LockTableTest : public ::testing::Test {
     return params;
   }
 
+  // A grant of all `permits` of a new semaphore `name`.
+  GrantInfo WholeSemaphore(std::string name, int32_t permits) {
+    AcquireParams params = Params(std::move(name));
+    params.kind = LockKind::kSemaphore;
+    params.config.permits = permits;
+    params.permits = permits;
+    return MustAcquire(params);
+  }
+
   ManualTimers timers_;
   SessionTable sessions_{timers_};
   LockTable locks_{timers_, &sessions_};
@@ -253,11 +262,7 @@ TEST_F(LockTableTest, UnboundedSemaphoreAcceptsLeaselessReleaseBoundedDoesNot) {
 }
 
 TEST_F(LockTableTest, SemaphoreReleaseOfSomePermits) {
-  AcquireParams params = Params("s");
-  params.kind = LockKind::kSemaphore;
-  params.config.permits = 4;
-  params.permits = 4;
-  GrantInfo grant = MustAcquire(params);
+  GrantInfo grant = WholeSemaphore("s", 4);
   ReleaseParams release = Lease(grant);
   release.count = 3;
   auto released = locks_.Release(release);
@@ -801,11 +806,7 @@ TEST_F(LockTableTest, AbandonedGrantForgetsItsRequestId) {
 }
 
 TEST_F(LockTableTest, ReleaseRetryGivesBackNothingMore) {
-  AcquireParams params = Params("s");
-  params.kind = LockKind::kSemaphore;
-  params.config.permits = 3;
-  params.permits = 3;
-  GrantInfo grant = MustAcquire(params);
+  GrantInfo grant = WholeSemaphore("s", 3);
   ReleaseParams release = Lease(grant);
   release.count = 1;
   release.request_id = "give-1";
