@@ -134,7 +134,7 @@ class GetItemsReactor final : public WaitingUnaryReactor {
       : queue_(std::move(queue)), response_(response) {}
 
   void Start(const queue::GetOptions& options, const queue::Queue::WaitBound& bound) {
-    request_id_ = options.request_id;
+    options_ = options;
     queue::Queue::WaiterId id =
         queue_->Get(options, bound, [this](absl::StatusOr<std::vector<queue::Delivery>> result) {
           Complete(std::move(result));
@@ -162,7 +162,7 @@ class GetItemsReactor final : public WaitingUnaryReactor {
 
   void GiveBack(std::vector<queue::Delivery> deliveries) {
     // Forgotten first: a retry arriving meanwhile takes afresh and never gets these as well.
-    queue_->ForgetGet(request_id_);
+    queue_->ForgetGet(options_);
     if (deliveries.front().receipt.empty()) {
       queue_->Requeue(std::move(deliveries));
       return;
@@ -176,7 +176,7 @@ class GetItemsReactor final : public WaitingUnaryReactor {
 
   const std::shared_ptr<queue::Queue> queue_;
   v1::GetItemsResponse* const response_;
-  std::string request_id_;
+  queue::GetOptions options_;
 };
 
 std::map<std::string, std::string> Labels(

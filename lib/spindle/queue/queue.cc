@@ -341,7 +341,7 @@ void Queue::Dispatch(Pending& pending) {
     }
     pending.cancel_timers.push_back(waiter->timer);
     ++pending.released_waiters;
-    RecordGet(waiter->options.request_id, waiter->batch);
+    RecordGet(waiter->options, waiter->batch);
     pending.calls.push_back(
         [done = std::move(waiter->done), batch = std::move(waiter->batch)]() mutable {
           std::move(done)(std::move(batch));
@@ -569,9 +569,7 @@ Queue::WaiterId Queue::Put(std::vector<PutItem> items, const std::string& reques
                std::any_of(putters_.begin(), putters_.end(),
                            [&](const auto& waiter) { return waiter->request_id == request_id; })) {
       // The first call still waits for room: a second waiter would put the batch twice.
-      answer = Aborted("REQUEST_IN_PROGRESS",
-                       absl::StrCat("request_id '", request_id, "' is still waiting on queue '",
-                                    name_, "' as an earlier call; retry once that call has ended"));
+      answer = InProgress(request_id);
     } else if (putters_.empty() && Fits(static_cast<int64_t>(items.size()), bytes)) {
       answer = Insert(std::move(items), request_id, bytes);
       Dispatch(pending);
@@ -721,21 +719,18 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
   WaiterId id = 0;
   {
     absl::MutexLock lock(&mu_);
-    const GetAnswer* original = options.request_id.empty()
-                                    ? nullptr
-                                    : get_requests_.Find(options.request_id, env_->timers->Now());
+    const std::string key = GetKey(options);
+    const GetAnswer* original =
+        key.empty() ? nullptr : get_requests_.Find(key, env_->timers->Now());
     if (absl::Status usable = CheckUsable(); !usable.ok()) {
       answer = usable;
     } else if (original != nullptr && original->waiter != 0) {
-      answer =
-          Aborted("REQUEST_IN_PROGRESS",
-                  absl::StrCat("request_id '", options.request_id, "' is still waiting on queue '",
-                               name_, "' as an earlier call; retry once that call has ended"));
+      answer = InProgress(options.request_id);
     } else if (original != nullptr) {
       answer = ReplayGet(original->deliveries);
     } else if (!ready_.empty()) {
       answer = TakeReady(options, owner, options.max_items, options.max_bytes);
-      RecordGet(options.request_id, *answer);
+      RecordGet(options, *answer);
       Dispatch(pending);
     } else if (closed_ && Drained()) {
       answer =
@@ -764,8 +759,8 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
       }
       getters_.push_back(std::move(waiter));
       getter_index_[id] = std::prev(getters_.end());
-      if (!options.request_id.empty()) {
-        get_requests_.Record(options.request_id, GetAnswer{id, {}}, env_->timers->Now());
+      if (!key.empty()) {
+        get_requests_.Record(key, GetAnswer{id, {}}, env_->timers->Now());
       }
     }
   }
@@ -776,29 +771,43 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
   return id;
 }
 
-void Queue::RecordGet(const std::string& request_id, const std::vector<Delivery>& deliveries) {
-  if (request_id.empty()) {
+std::string Queue::GetKey(const GetOptions& options) {
+  if (options.request_id.empty()) {
+    return "";
+  }
+  return absl::StrCat(options.request_id, absl::string_view("\0", 1), options.session_id);
+}
+
+absl::Status Queue::InProgress(const std::string& request_id) const {
+  return Aborted("REQUEST_IN_PROGRESS",
+                 absl::StrCat("request_id '", request_id, "' is still waiting on queue '", name_,
+                              "' as an earlier call; retry once that call has ended"));
+}
+
+void Queue::RecordGet(const GetOptions& options, const std::vector<Delivery>& deliveries) {
+  const std::string key = GetKey(options);
+  if (key.empty()) {
     return;
   }
   if (deliveries.empty()) {
-    get_requests_.Forget(request_id);
+    get_requests_.Forget(key);
     return;
   }
   size_t bytes = 0;
   for (const Delivery& delivery : deliveries) {
     bytes += static_cast<size_t>(delivery.item->bytes);
   }
-  get_requests_.Record(request_id, GetAnswer{0, deliveries}, env_->timers->Now(), bytes);
+  get_requests_.Record(key, GetAnswer{0, deliveries}, env_->timers->Now(), bytes);
 }
 
 void Queue::ForgetWaitingGet(const GetWaiter& waiter) {
-  const std::string& request_id = waiter.options.request_id;
-  if (request_id.empty()) {
+  const std::string key = GetKey(waiter.options);
+  if (key.empty()) {
     return;
   }
-  const GetAnswer* answer = get_requests_.Find(request_id, env_->timers->Now());
+  const GetAnswer* answer = get_requests_.Find(key, env_->timers->Now());
   if (answer != nullptr && answer->waiter == waiter.id) {
-    get_requests_.Forget(request_id);
+    get_requests_.Forget(key);
   }
 }
 
@@ -824,12 +833,13 @@ std::vector<Delivery> Queue::ReplayGet(const std::vector<Delivery>& deliveries) 
   return out;
 }
 
-void Queue::ForgetGet(const std::string& request_id) {
-  if (request_id.empty()) {
+void Queue::ForgetGet(const GetOptions& options) {
+  const std::string key = GetKey(options);
+  if (key.empty()) {
     return;
   }
   absl::MutexLock lock(&mu_);
-  get_requests_.Forget(request_id);
+  get_requests_.Forget(key);
 }
 
 bool Queue::CancelGet(WaiterId id) {

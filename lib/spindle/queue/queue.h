@@ -135,12 +135,13 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // gets the same deliveries again instead of taking more. TAKE: the same items; LEASE: those of
   // its deliveries still leased under the same receipts (acked, nacked or expired ones are not
   // handed out again). A get that took nothing is not remembered; a retry while the first call
-  // still waits answers ABORTED REQUEST_IN_PROGRESS.
+  // still waits answers ABORTED REQUEST_IN_PROGRESS. An id is scoped to options.session_id:
+  // receipts are capabilities, never replayed to another session.
   WaiterId Get(const GetOptions& options, const WaitBound& bound, GetCallback done);
   bool CancelGet(WaiterId id);
   // Forgets a get's request id: its deliveries are being given back (the call was gone when they
   // were handed over), so a retry must take afresh. Call before giving them back.
-  void ForgetGet(const std::string& request_id);
+  void ForgetGet(const GetOptions& options);
 
   // Registers a streaming consumer with `credit`. Errors as Get (then nothing is registered).
   // Consumers with no credit are not waiting; AddCredit makes them wait again (at the back).
@@ -254,8 +255,12 @@ class Queue : public std::enable_shared_from_this<Queue> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Fits(int64_t count, int64_t bytes) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Remembers what a get with a request id handed out (nothing without an id).
-  void RecordGet(const std::string& request_id, const std::vector<Delivery>& deliveries)
+  void RecordGet(const GetOptions& options, const std::vector<Delivery>& deliveries)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The request-log key of a get: its request id and session; empty without an id.
+  static std::string GetKey(const GetOptions& options);
+  // ABORTED REQUEST_IN_PROGRESS: a call with `request_id` still waits.
+  absl::Status InProgress(const std::string& request_id) const;
   // Forgets a waiting get's request id when it ends without items.
   void ForgetWaitingGet(const GetWaiter& waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A retried get's answer: TAKE deliveries as they were, LEASE ones still leased.

@@ -507,6 +507,23 @@ TEST_F(QueueTest, LeaseRetryReturnsOnlyDeliveriesStillLeased) {
   EXPECT_EQ(q->Describe().depth, 1);
 }
 
+TEST_F(QueueTest, AGetsRequestIdIsNeverReplayedToAnotherSession) {
+  auto q = Make("jobs");
+  sessions_.Open("s1");
+  sessions_.Open("s2");
+  ASSERT_TRUE(PutNow(*q, Items({"a", "b"})).ok());
+  GetOptions mine = WithRequestId("same", GetMode::kLease, 1);
+  mine.session_id = "s1";
+  GetOptions theirs = mine;
+  theirs.session_id = "s2";
+  Answer<std::vector<Delivery>> first, other;
+  q->Get(mine, {}, first.Callback());
+  q->Get(theirs, {}, other.Callback());
+  EXPECT_THAT(Payloads(**first.value), ElementsAre("a"));
+  EXPECT_THAT(Payloads(**other.value), ElementsAre("b"));  // its own get, not s1's receipt
+  EXPECT_NE((**other.value)[0].receipt, (**first.value)[0].receipt);
+}
+
 TEST_F(QueueTest, AGetThatTookNothingIsNotRemembered) {
   auto q = Make("jobs");
   Answer<std::vector<Delivery>> empty, later;
@@ -554,7 +571,7 @@ TEST_F(QueueTest, ForgetGetLetsARetryTakeAfreshAfterTheItemsWentBack) {
   ASSERT_TRUE(PutNow(*q, Items({"a"})).ok());
   Answer<std::vector<Delivery>> first, retry;
   q->Get(WithRequestId("lost"), {}, first.Callback());
-  q->ForgetGet("lost");
+  q->ForgetGet(WithRequestId("lost"));
   q->Requeue(std::move(**first.value));
   q->Get(WithRequestId("lost"), {}, retry.Callback());
   EXPECT_THAT(Payloads(**retry.value), ElementsAre("a"));
