@@ -94,9 +94,11 @@ class Recorder {
 
   bool Running() const { return Clock::now() < end_ && ops_.load() < max_ops_; }
 
-  // One pair done; `acquire` is how long its acquire took.
-  void Record(Clock::time_point began, Clock::duration acquire) {
-    if (began < start_ || Clock::now() > end_) {
+  // One pair done now; `acquire` is how long its acquire took. A pair counts when it completes
+  // inside the measured window, whenever it began.
+  void Record(Clock::duration acquire) {
+    const auto now = Clock::now();
+    if (now < start_ || now > end_) {
       return;
     }
     ops_.fetch_add(1, std::memory_order_relaxed);
@@ -219,7 +221,7 @@ class PairClient {
 
   void Finished(const grpc::Status& s) {
     if (!Check(s)) return;
-    recorder_.Record(began_, acquired_ - began_);
+    recorder_.Record(acquired_ - began_);
     Next();
   }
 
@@ -394,7 +396,7 @@ class StreamClient final : public grpc::ClientBidiReactor<spindle::v1::LockStrea
       Write(&release_);
       return;
     }
-    recorder_.Record(began_, acquired_ - began_);
+    recorder_.Record(acquired_ - began_);
     StartRead(&response_);
     if (recorder_.Running()) {
       SendAcquire();
@@ -518,7 +520,7 @@ void RedisClient(const Options& options, int index, Recorder& recorder) {
     if (redis.Call({"DEL", key}).empty()) {
       return;
     }
-    recorder.Record(began, acquired - began);
+    recorder.Record(acquired - began);
   }
 }
 

@@ -80,8 +80,11 @@ class Recorder {
   // True while new tasks may be issued; takes one from the cap.
   bool Issue() { return Clock::now() < end_ && issued_.fetch_add(1) < max_tasks_; }
 
+  // A task counts when it completes inside the measured window, whenever it was issued: with
+  // a window of outstanding tasks, those issued during the warm-up complete in the first part
+  // of the window, and leaving them out would undercount by the latency / duration.
   void Record(Clock::time_point began, Clock::time_point ended) {
-    if (began < start_ || ended > end_) {
+    if (ended < start_ || ended > end_) {
       return;
     }
     tasks_.fetch_add(1, std::memory_order_relaxed);

@@ -64,8 +64,9 @@ class Recorder {
   // True while new operations may start.
   bool Running() const { return Clock::now() < end_ && ops_.load() < max_ops_; }
 
+  // An operation counts when it completes inside the measured window, whenever it began.
   void Record(Clock::time_point began, Clock::time_point ended) {
-    if (began < start_ || ended > end_) {
+    if (ended < start_ || ended > end_) {
       return;
     }
     ops_.fetch_add(1, std::memory_order_relaxed);
