@@ -42,10 +42,10 @@ def unary_idempotent(method: Callable[..., Any], request: Any, *, timeout: Optio
     """Calls a mutating unary rpc under a request_id, retrying while its answer may have been lost.
 
     The request gets a fresh ``request_id`` (unless it has one), so a retry after UNAVAILABLE (the
-    connection broke: the server may have acted and lost only the reply) or ABORTED
-    ``REQUEST_IN_PROGRESS`` (the server still runs the first attempt) gets the first attempt's
-    answer instead of acting twice: the same grant, not a second one. Retries stay within
-    ``timeout`` from the first attempt; the last error is raised.
+    connection broke: the server may have acted and lost only the reply) gets the first attempt's
+    answer instead of acting twice: the same grant, not a second one. A retry that reaches the
+    server while the first attempt still waits there takes that wait over, place in line
+    included. Retries stay within ``timeout`` from the first attempt; the last error is raised.
     """
     if not request.request_id:
         request.request_id = uuid.uuid4().hex
@@ -56,9 +56,7 @@ def unary_idempotent(method: Callable[..., Any], request: Any, *, timeout: Optio
             return method(request, timeout=left, metadata=metadata)
         except grpc.RpcError as err:
             error: Error = from_rpc_error(err)
-        retriable = (error.code == grpc.StatusCode.UNAVAILABLE or
-                     error.reason == "REQUEST_IN_PROGRESS")
-        if not retriable or attempt == len(RETRY_BACKOFF_S):
+        if error.code != grpc.StatusCode.UNAVAILABLE or attempt == len(RETRY_BACKOFF_S):
             raise error from None
         pause = RETRY_BACKOFF_S[attempt]
         if give_up is not None and time.monotonic() + pause >= give_up:

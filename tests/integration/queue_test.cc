@@ -330,6 +330,46 @@ TEST_F(QueueServiceTest, LeaseExpiryRedelivers) {
   EXPECT_EQ(Describe().totals().redelivered(), 1);
 }
 
+TEST_F(QueueServiceTest, RetryOfAWaitingGetOnAnotherConnectionTakesOverItsWait) {
+  ASSERT_TRUE(Create(queue_, v1::QueueConfig()).ok());
+  v1::GetItemsRequest request;
+  request.set_queue(queue_);
+  request.set_wait(true);
+  request.set_request_id("get-while-waiting");
+  // Each get on its own connection, as a client that reconnected would send its retry.
+  auto first_stub = v1::QueueService::NewStub(OwnChannel(server_->listen_address()));
+  auto retry_stub = v1::QueueService::NewStub(OwnChannel(server_->listen_address()));
+  std::promise<std::pair<grpc::Status, v1::GetItemsResponse>> first, retry;
+  std::thread first_call([&] {
+    v1::GetItemsResponse response;
+    grpc::Status status = first_stub->GetItems(Context().get(), request, &response);
+    first.set_value({status, response});
+  });
+  ASSERT_TRUE(AwaitQueue([](const v1::QueueInfo& q) { return q.consumers_waiting() == 1; }));
+  std::thread retry_call([&] {
+    v1::GetItemsResponse response;
+    grpc::Status status = retry_stub->GetItems(Context().get(), request, &response);
+    retry.set_value({status, response});
+  });
+  auto first_done = first.get_future();
+  ASSERT_EQ(first_done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto [first_status, first_response] = first_done.get();
+  first_call.join();
+  EXPECT_EQ(first_status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(services::ReasonOf(first_status), "REQUEST_SUPERSEDED");
+  EXPECT_EQ(Describe().consumers_waiting(), 1);  // the retry waits in its place
+
+  ASSERT_TRUE(Put({"only"}).ok());
+  auto retry_done = retry.get_future();
+  ASSERT_EQ(retry_done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto [retry_status, retry_response] = retry_done.get();
+  retry_call.join();
+  ASSERT_TRUE(retry_status.ok()) << retry_status.error_message();
+  ASSERT_THAT(retry_response.items(), SizeIs(1));
+  EXPECT_EQ(retry_response.items(0).payload(), "only");
+  EXPECT_EQ(Describe().depth(), 0);
+}
+
 TEST_F(QueueServiceTest, GetRetriedWithTheSameRequestIdTakesOnce) {
   ASSERT_TRUE(Put({"a", "b", "c"}).ok());
   v1::GetItemsRequest request;

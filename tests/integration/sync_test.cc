@@ -515,7 +515,8 @@ TEST_F(SyncTest, RetriesWithTheSameRequestIdActOnce) {
   EXPECT_THAT(status.error_message(), HasSubstr("request_id 'acquire-1'"));
   EXPECT_EQ(Describe(name).lock().holders(), 0);
 
-  // A retry while the original still waits is told so, and does not queue a second waiter.
+  // A retry while the original still waits takes the original's place: the original is told
+  // so, no second waiter queues, and the grant goes to the retry.
   v1::LockGrant holder = MustAcquire([&] {
     v1::AcquireRequest other;
     other.set_name(name);
@@ -526,16 +527,18 @@ TEST_F(SyncTest, RetriesWithTheSameRequestIdActOnce) {
   waiting.set_wait(true);
   auto original = StartAcquire(*locks_, waiting);
   ASSERT_TRUE(AwaitWaiters(name, 1));
-  v1::AcquireResponse early;
-  status = Acquire(waiting, &early);
+  auto takeover = StartAcquire(*locks_, waiting);
+  ASSERT_EQ(original->result.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  status = original->result.get();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
-  EXPECT_EQ(services::ReasonOf(status), "REQUEST_IN_PROGRESS");
+  EXPECT_EQ(services::ReasonOf(status), "REQUEST_SUPERSEDED");
   EXPECT_EQ(Describe(name).lock().waiters(), 1);
   ASSERT_TRUE(Release(holder.lease_id()).ok());
-  ASSERT_EQ(original->result.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-  ASSERT_TRUE(original->result.get().ok());
+  ASSERT_EQ(takeover->result.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  ASSERT_TRUE(takeover->result.get().ok());
+  EXPECT_TRUE(takeover->response.acquired());
   v1::LockGrant replayed = MustAcquire(waiting);
-  EXPECT_EQ(replayed.lease_id(), original->response.grant().lease_id());
+  EXPECT_EQ(replayed.lease_id(), takeover->response.grant().lease_id());
   ASSERT_TRUE(Release(replayed.lease_id()).ok());
 
   v1::AcquireRequest too_long = acquire;

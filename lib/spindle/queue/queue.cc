@@ -530,6 +530,39 @@ void Queue::PutBack(std::vector<Leased> items, bool redelivery, absl::Duration d
   }
 }
 
+template <typename Waiter, typename Done>
+Queue::WaiterId Queue::TakeOver(
+    typename std::list<std::shared_ptr<Waiter>>::iterator it,
+    absl::flat_hash_map<WaiterId, typename std::list<std::shared_ptr<Waiter>>::iterator>& index,
+    bool getter, const WaitBound& bound, Done done, const std::string& request_id,
+    Pending& pending) {
+  Waiter& waiter = **it;
+  absl::Status superseded =
+      Aborted("REQUEST_SUPERSEDED", absl::StrCat("a retry with request_id '", request_id,
+                                                 "' took over this wait on queue '", name_, "'"));
+  pending.calls.push_back([first = std::move(waiter.done), superseded]() mutable {
+    std::move(first)(superseded);
+  });
+  waiter.done = std::move(done);
+  index.erase(waiter.id);
+  const WaiterId id = next_waiter_++;
+  waiter.id = id;
+  index[id] = it;
+  waiter.timeout_status = bound.status;
+  if (waiter.timer != 0) {
+    pending.cancel_timers.push_back(std::exchange(waiter.timer, 0));
+  }
+  if (bound.until != absl::InfiniteFuture()) {
+    std::weak_ptr<Queue> weak = weak_from_this();
+    waiter.timer = env_->timers->Schedule(bound.until, [weak, id, getter] {
+      if (auto self = weak.lock()) {
+        self->OnWaiterTimeout(id, getter);
+      }
+    });
+  }
+  return id;
+}
+
 Queue::WaiterId Queue::Put(std::vector<PutItem> items, const std::string& request_id,
                            const WaitBound& bound, PutCallback done) {
   int64_t bytes = 0;
@@ -565,11 +598,17 @@ Queue::WaiterId Queue::Put(std::vector<PutItem> items, const std::string& reques
                                       : put_requests_.Find(request_id, env_->timers->Now());
                original != nullptr) {
       answer = *original;
-    } else if (!request_id.empty() &&
-               std::any_of(putters_.begin(), putters_.end(),
-                           [&](const auto& waiter) { return waiter->request_id == request_id; })) {
-      // The first call still waits for room: a second waiter would put the batch twice.
-      answer = InProgress(request_id);
+    } else if (auto first = request_id.empty()
+                                ? putters_.end()
+                                : std::find_if(putters_.begin(), putters_.end(),
+                                               [&](const auto& waiter) {
+                                                 return waiter->request_id == request_id;
+                                               });
+               first != putters_.end()) {
+      // The first call still waits for room: its retry takes that wait over (a second waiter
+      // would put the batch twice).
+      id = TakeOver<PutWaiter>(first, putter_index_, /*getter=*/false, bound, std::move(done),
+                               request_id, pending);
     } else if (putters_.empty() && Fits(static_cast<int64_t>(items.size()), bytes)) {
       answer = Insert(std::move(items), request_id, bytes);
       Dispatch(pending);
@@ -725,7 +764,10 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
     if (absl::Status usable = CheckUsable(); !usable.ok()) {
       answer = usable;
     } else if (original != nullptr && original->waiter != 0) {
-      answer = InProgress(options.request_id);
+      id = TakeOver<GetWaiter>(getter_index_.at(original->waiter), getter_index_,
+                               /*getter=*/true, bound, std::move(done), options.request_id,
+                               pending);
+      get_requests_.Record(key, GetAnswer{id, {}}, env_->timers->Now());
     } else if (original != nullptr) {
       answer = ReplayGet(original->deliveries);
     } else if (!ready_.empty()) {
@@ -778,11 +820,6 @@ std::string Queue::GetKey(const GetOptions& options) {
   return absl::StrCat(options.request_id, absl::string_view("\0", 1), options.session_id);
 }
 
-absl::Status Queue::InProgress(const std::string& request_id) const {
-  return Aborted("REQUEST_IN_PROGRESS",
-                 absl::StrCat("request_id '", request_id, "' is still waiting on queue '", name_,
-                              "' as an earlier call; retry once that call has ended"));
-}
 
 void Queue::RecordGet(const GetOptions& options, const std::vector<Delivery>& deliveries) {
   const std::string key = GetKey(options);

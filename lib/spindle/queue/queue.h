@@ -135,7 +135,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // gets the same deliveries again instead of taking more. TAKE: the same items; LEASE: those of
   // its deliveries still leased under the same receipts (acked, nacked or expired ones are not
   // handed out again). A get that took nothing is not remembered; a retry while the first call
-  // still waits answers ABORTED REQUEST_IN_PROGRESS. An id is scoped to options.session_id:
+  // still waits takes that wait over (TakeOver). An id is scoped to options.session_id:
   // receipts are capabilities, never replayed to another session.
   WaiterId Get(const GetOptions& options, const WaitBound& bound, GetCallback done);
   bool CancelGet(WaiterId id);
@@ -259,8 +259,16 @@ class Queue : public std::enable_shared_from_this<Queue> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The request-log key of a get: its request id and session; empty without an id.
   static std::string GetKey(const GetOptions& options);
-  // ABORTED REQUEST_IN_PROGRESS: a call with `request_id` still waits.
-  absl::Status InProgress(const std::string& request_id) const;
+  // A retry (the same request id) of the call the waiter at `it` answers takes the wait over:
+  // the first call is answered ABORTED REQUEST_SUPERSEDED, and the wait keeps its place in line
+  // under a new id (the first call's id no longer cancels it) with the retry's bound and
+  // callback. Returns the new id.
+  template <typename Waiter, typename Done>
+  WaiterId TakeOver(
+      typename std::list<std::shared_ptr<Waiter>>::iterator it,
+      absl::flat_hash_map<WaiterId, typename std::list<std::shared_ptr<Waiter>>::iterator>& index,
+      bool getter, const WaitBound& bound, Done done, const std::string& request_id,
+      Pending& pending) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets a waiting get's request id when it ends without items.
   void ForgetWaitingGet(const GetWaiter& waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A retried get's answer: TAKE deliveries as they were, LEASE ones still leased.

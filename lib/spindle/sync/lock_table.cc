@@ -221,12 +221,6 @@ std::string RequestKey(char op, absl::string_view target, absl::string_view requ
   return absl::StrCat(absl::string_view(&op, 1), kSep, target, kSep, identity, kSep, request_id);
 }
 
-absl::Status InProgress(absl::string_view request_id, absl::string_view name) {
-  return Aborted("REQUEST_IN_PROGRESS",
-                 absl::StrCat("request_id ", QuoteValue(request_id), " is still waiting on '", name,
-                              "' as an earlier call; retry once that call has ended"));
-}
-
 }  // namespace
 
 LockTable::LockTable(TimerService& timers, SessionTable* sessions, LockTableOptions options,
@@ -664,6 +658,39 @@ std::unique_ptr<LockTable::Waiter> LockTable::TakeWaiter(Shard& shard, uint64_t 
   return waiter;
 }
 
+std::shared_ptr<WaitHandle::Token> LockTable::Supersede(Shard& shard, uint64_t waiter_id,
+                                                        absl::Time max_wait_at,
+                                                        absl::Time deadline,
+                                                        absl::string_view request_id,
+                                                        Deferred& deferred) {
+  Waiter& w = **shard.waiters.at(waiter_id).it;
+  absl::Status superseded =
+      Aborted("REQUEST_SUPERSEDED",
+              absl::StrCat("a retry with request_id ", QuoteValue(request_id),
+                           " took over this wait on '", w.name, "'"));
+  w.token->done = true;
+  if (w.what == WaitFor::kGrant) {
+    deferred.acquired.emplace_back(w.kind, AcquireOutcome::kCancelled, absl::ZeroDuration());
+    deferred.calls.push_back(
+        [cb = std::move(w.on_grant), superseded]() mutable { std::move(cb)(superseded); });
+  } else {
+    deferred.calls.push_back(
+        [cb = std::move(w.on_barrier), superseded]() mutable { std::move(cb)(superseded); });
+  }
+  w.token = std::make_shared<WaitHandle::Token>();
+  w.token->waiter_id = w.id;
+  w.max_wait_at = max_wait_at;
+  w.deadline = deadline;
+  if (w.timer != 0) {
+    timers_.Cancel(w.timer);
+    w.timer = 0;
+  }
+  if (absl::Time when = std::min(max_wait_at, deadline); when != absl::InfiniteFuture()) {
+    w.timer = timers_.Schedule(when, [this, waiter_id] { OnWaiterTimer(waiter_id); });
+  }
+  return w.token;
+}
+
 absl::Status LockTable::AddWaiter(Shard& shard, Lock& lock, std::unique_ptr<Waiter>& waiter,
                                   Deferred& deferred) {
   if (waiters_.fetch_add(1) >= options_.max_waiters) {
@@ -730,13 +757,21 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
   Shard& shard = ShardFor(params.name);
   std::shared_ptr<WaitHandle::Token> token;
   uint64_t waiter_id = 0;
+  bool superseding = false;  // a retry taking over the wait of its first call
   std::optional<absl::StatusOr<AcquireResult>> immediate;
   {
     internal::MutexLock lock(&shard.mu);
     immediate = [&]() -> std::optional<absl::StatusOr<AcquireResult>> {
       if (Answered* answered = Recorded(shard, key)) {
         if (answered->waiter_id != 0) {
-          return InProgress(params.request_id, params.name);
+          waiter_id = answered->waiter_id;
+          superseding = true;
+          token = Supersede(shard, waiter_id,
+                            params.max_wait != absl::ZeroDuration()
+                                ? timers_.Now() + params.max_wait
+                                : absl::InfiniteFuture(),
+                            params.deadline, params.request_id, deferred);
+          return std::nullopt;
         }
         return Replay(shard, params.request_id, std::get<AcquireResult>(answered->answer));
       }
@@ -847,8 +882,9 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
   }
   Run(deferred);
   // Deadlock detection runs after the waiter is registered, without the shard lock: of two
-  // waits that close a cycle together, the later check sees the earlier one.
-  if (!identity.empty()) {
+  // waits that close a cycle together, the later check sees the earlier one. (A wait taken over
+  // by its retry was checked when it began.)
+  if (!identity.empty() && !superseding) {
     std::vector<std::string> locks;
     std::string cycle = FindCycle(identity, params.name, &locks);
     if (!cycle.empty()) {
@@ -1468,7 +1504,13 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
     auto it = shard.locks.find(params.name);
     if (Answered* answered = Recorded(shard, key)) {
       if (answered->waiter_id != 0) {
-        immediate = InProgress(params.request_id, params.name);
+        const uint64_t waiter_id = answered->waiter_id;
+        token = Supersede(shard, waiter_id,
+                          params.max_wait != absl::ZeroDuration()
+                              ? timers_.Now() + params.max_wait
+                              : absl::InfiniteFuture(),
+                          params.deadline, params.request_id, deferred);
+        shard.waiters.at(waiter_id).it->get()->on_barrier = std::move(done);
       } else {
         immediate = std::get<BarrierResult>(answered->answer);
       }

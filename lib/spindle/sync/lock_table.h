@@ -26,7 +26,8 @@
 // second grant; a Release retry gets the original remaining count and gives back nothing more. Only
 // what changed state is remembered: a failed call, a try that did not acquire, a wait that ran out
 // are not, so their retry acts afresh. A retry that arrives while the original call still waits
-// answers ABORTED reason REQUEST_IN_PROGRESS. WaitCondition is not remembered: its first call ends
+// takes that wait over (Supersede): its place in line, the retry's bounds; the original call
+// ends ABORTED reason REQUEST_SUPERSEDED. WaitCondition is not remembered: its first call ends
 // the lease it names, so a retry fails LOCK_NOT_HELD instead of waiting twice.
 //
 // Thread-safety: thread-safe. Sharded by name; a grant and its lease id live in the shard of
@@ -343,6 +344,14 @@ class LockTable {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Removes a waiter from its lock and the indexes; returns it.
   std::unique_ptr<Waiter> TakeWaiter(Shard& shard, uint64_t waiter_id, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // A retry (the same request id) of the call waiter `waiter_id` answers takes the wait over:
+  // the first call is answered ABORTED REQUEST_SUPERSEDED and its handle no longer cancels the
+  // wait, which keeps its place in line and takes the retry's bounds. Returns the retry's
+  // token; the caller gives the waiter the retry's callback.
+  std::shared_ptr<WaitHandle::Token> Supersede(Shard& shard, uint64_t waiter_id,
+                                               absl::Time max_wait_at, absl::Time deadline,
+                                               absl::string_view request_id, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Adds a waiter to its lock; arms its timer and session hook. On success `waiter` is moved
   // from; on failure it is left with the caller (who answers through its callback).

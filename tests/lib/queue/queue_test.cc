@@ -534,20 +534,43 @@ TEST_F(QueueTest, AGetThatTookNothingIsNotRemembered) {
   EXPECT_THAT(Payloads(**later.value), ElementsAre("x"));
 }
 
-TEST_F(QueueTest, RetryOfAWaitingGetIsInProgressThenGetsWhatTheWaiterGot) {
+TEST_F(QueueTest, RetryOfAWaitingGetTakesOverItsPlaceInLine) {
   auto q = Make("jobs");
-  Answer<std::vector<Delivery>> waiting, early, late;
-  q->Get(WithRequestId("w", GetMode::kTake, 1), Wait(), waiting.Callback());
-  q->Get(WithRequestId("w", GetMode::kTake, 1), Wait(), early.Callback());
-  ASSERT_TRUE(early.value.has_value());
-  EXPECT_EQ(Reason(early.value->status()), "REQUEST_IN_PROGRESS");
-  EXPECT_EQ(early.value->status().code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(q->Describe().consumers_waiting, 1);
-  ASSERT_TRUE(PutNow(*q, Items({"x", "y"})).ok());
-  EXPECT_THAT(Payloads(**waiting.value), ElementsAre("x"));
+  Answer<std::vector<Delivery>> waiting, behind, retry, late;
+  auto first_id = q->Get(WithRequestId("w", GetMode::kTake, 1), Wait(), waiting.Callback());
+  q->Get(WithRequestId("other", GetMode::kTake, 1), Wait(), behind.Callback());
+  q->Get(WithRequestId("w", GetMode::kTake, 1), Wait(), retry.Callback());
+  ASSERT_TRUE(waiting.value.has_value());
+  EXPECT_EQ(waiting.value->status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Reason(waiting.value->status()), "REQUEST_SUPERSEDED");
+  EXPECT_FALSE(retry.value.has_value());
+  EXPECT_EQ(q->Describe().consumers_waiting, 2);
+  EXPECT_FALSE(q->CancelGet(first_id));  // the first call's id no longer withdraws the wait
+  EXPECT_EQ(q->Describe().consumers_waiting, 2);
+
+  ASSERT_TRUE(PutNow(*q, Items({"x"})).ok());
+  ASSERT_TRUE(retry.value.has_value());  // first in line, ahead of the get that came later
+  EXPECT_THAT(Payloads(**retry.value), ElementsAre("x"));
+  EXPECT_FALSE(behind.value.has_value());
   q->Get(WithRequestId("w", GetMode::kTake, 1), {}, late.Callback());
-  EXPECT_THAT(Payloads(**late.value), ElementsAre("x"));
-  EXPECT_EQ(q->Describe().depth, 1);
+  EXPECT_THAT(Payloads(**late.value), ElementsAre("x"));  // replayed, not taken again
+  EXPECT_EQ(q->Describe().depth, 0);
+}
+
+TEST_F(QueueTest, ARetryThatTakesOverAGetBringsItsOwnBound) {
+  auto q = Make("jobs");
+  Answer<std::vector<Delivery>> waiting, retry;
+  q->Get(WithRequestId("w"), Wait(absl::Seconds(10), absl::OkStatus()), waiting.Callback());
+  timers_.Advance(absl::Milliseconds(500));
+  q->Get(WithRequestId("w"), Wait(absl::Seconds(1), absl::OkStatus()), retry.Callback());
+  ASSERT_TRUE(waiting.value.has_value());
+  timers_.Advance(absl::Milliseconds(999));
+  EXPECT_FALSE(retry.value.has_value());
+  timers_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(retry.value.has_value());
+  ASSERT_TRUE(retry.value->ok()) << retry.value->status();
+  EXPECT_THAT(**retry.value, SizeIs(0));
+  EXPECT_EQ(q->Describe().consumers_waiting, 0);
 }
 
 TEST_F(QueueTest, RetryAfterACancelledOrTimedOutGetActsAfresh) {
@@ -560,7 +583,7 @@ TEST_F(QueueTest, RetryAfterACancelledOrTimedOutGetActsAfresh) {
   ASSERT_TRUE(timed_out.value.has_value());
   ASSERT_TRUE(PutNow(*q, Items({"x"})).ok());
   q->Get(WithRequestId("c"), {}, retry.Callback());
-  EXPECT_THAT(Payloads(**retry.value), ElementsAre("x"));  // not REQUEST_IN_PROGRESS
+  EXPECT_THAT(Payloads(**retry.value), ElementsAre("x"));  // the cancelled wait left nothing
   Answer<std::vector<Delivery>> t_retry;
   q->Get(WithRequestId("t"), {}, t_retry.Callback());
   EXPECT_TRUE(t_retry.value->ok()) << t_retry.value->status();
@@ -604,21 +627,22 @@ TEST_F(QueueTest, RememberedGetsAreForgottenAfterTenMinutes) {
   EXPECT_THAT(Payloads(**later.value), ElementsAre("b"));
 }
 
-TEST_F(QueueTest, RetryOfAWaitingPutIsInProgressAndPutsOnce) {
+TEST_F(QueueTest, RetryOfAWaitingPutTakesOverItsWaitAndPutsOnce) {
   auto q = Make("jobs");  // max_items 4
   ASSERT_TRUE(PutNow(*q, Items({"1", "2", "3", "4"})).ok());
-  Answer<PutResult> waiting, early, late;
-  q->Put(Items({"5"}), "put-5", Wait(), waiting.Callback());
-  q->Put(Items({"5"}), "put-5", Wait(), early.Callback());
-  ASSERT_TRUE(early.value.has_value());
-  EXPECT_EQ(Reason(early.value->status()), "REQUEST_IN_PROGRESS");
+  Answer<PutResult> waiting, retry, late;
+  auto first_id = q->Put(Items({"5"}), "put-5", Wait(), waiting.Callback());
+  q->Put(Items({"5"}), "put-5", Wait(), retry.Callback());
+  ASSERT_TRUE(waiting.value.has_value());
+  EXPECT_EQ(Reason(waiting.value->status()), "REQUEST_SUPERSEDED");
+  EXPECT_FALSE(q->CancelPut(first_id));
   EXPECT_EQ(q->Describe().producers_waiting, 1);
   ASSERT_TRUE(GetNow(*q).ok());  // room for one
-  ASSERT_TRUE(waiting.value.has_value());
-  ASSERT_TRUE(waiting.value->ok());
+  ASSERT_TRUE(retry.value.has_value());
+  ASSERT_TRUE(retry.value->ok()) << retry.value->status();
   q->Put(Items({"5"}), "put-5", Wait(), late.Callback());
   ASSERT_TRUE(late.value.has_value() && late.value->ok());
-  EXPECT_EQ((*late.value)->item_ids, (*waiting.value)->item_ids);
+  EXPECT_EQ((*late.value)->item_ids, (*retry.value)->item_ids);
   EXPECT_EQ(q->Describe().depth, 4);
 }
 

@@ -751,23 +751,74 @@ TEST_F(LockTableTest, ReentrantRetryDoesNotAddAHold) {
   EXPECT_EQ(MustAcquire(params).held_count, 2);
 }
 
-TEST_F(LockTableTest, RetryOfAWaitingAcquireIsInProgressThenGetsTheLaterGrant) {
+TEST_F(LockTableTest, RetryOfAWaitingAcquireTakesOverItsPlaceInLine) {
   GrantInfo holder = MustAcquire(Params("m"));
   AcquireParams params = Params("m");
   params.request_id = "w";
   auto original = Start(params);
+  auto behind = Start(Params("m"));
   ASSERT_FALSE(original->result.done());
-  auto early = Start(params);
-  EXPECT_EQ(early->result.status().code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(Reason(early->result.status()), "REQUEST_IN_PROGRESS");
-  EXPECT_EQ(locks_.Stats().waiters, 1);
+  auto retry = Start(params);
+  ASSERT_TRUE(original->result.done());
+  EXPECT_EQ(original->result.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Reason(original->result.status()), "REQUEST_SUPERSEDED");
+  EXPECT_FALSE(retry->result.done());
+  EXPECT_EQ(locks_.Stats().waiters, 2);
+  // The first call's handle no longer withdraws the wait its retry now owns.
+  EXPECT_FALSE(locks_.Cancel(original->handle));
+  EXPECT_EQ(locks_.Stats().waiters, 2);
 
   ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
-  ASSERT_TRUE(original->result.done());
-  GrantInfo granted = original->result.value()->grant;
+  ASSERT_TRUE(retry->result.done());  // first in line, ahead of the waiter that came later
+  ASSERT_TRUE(retry->result.value().ok()) << retry->result.status();
+  EXPECT_TRUE(retry->result.value()->acquired);
+  EXPECT_FALSE(behind->result.done());
+  EXPECT_EQ(original->result.calls(), 1);
   GrantInfo replayed = MustAcquire(params);
-  EXPECT_EQ(replayed.lease_id, granted.lease_id);
+  EXPECT_EQ(replayed.lease_id, retry->result.value()->grant.lease_id);
   EXPECT_EQ(locks_.Stats().grants, 1);
+}
+
+TEST_F(LockTableTest, ARetryThatTakesOverAWaitBringsItsOwnBounds) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  AcquireParams params = Params("m");
+  params.request_id = "w";
+  params.max_wait = absl::Seconds(10);
+  auto original = Start(params);
+  params.max_wait = absl::Seconds(1);
+  timers_.Advance(absl::Milliseconds(500));
+  auto retry = Start(params);
+  ASSERT_TRUE(original->result.done());
+  timers_.Advance(absl::Milliseconds(999));
+  EXPECT_FALSE(retry->result.done());
+  timers_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(retry->result.done());  // its own second, not what was left of the first's ten
+  ASSERT_TRUE(retry->result.value().ok()) << retry->result.status();
+  EXPECT_FALSE(retry->result.value()->acquired);
+  EXPECT_EQ(locks_.Stats().waiters, 0);
+  // The wait ran out: nothing is remembered, a further retry waits afresh.
+  auto again = Start(params);
+  EXPECT_FALSE(again->result.done());
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  ASSERT_TRUE(again->result.done());
+  EXPECT_TRUE(again->result.value()->acquired);
+}
+
+TEST_F(LockTableTest, RetryOfAWaitAfterItsFirstCallIsCancelledStillWaits) {
+  GrantInfo holder = MustAcquire(Params("m"));
+  AcquireParams params = Params("m");
+  params.request_id = "w";
+  auto original = Start(params);
+  auto retry = Start(params);
+  auto third = Start(params);  // a retry of the retry takes over again
+  EXPECT_EQ(Reason(retry->result.status()), "REQUEST_SUPERSEDED");
+  EXPECT_FALSE(locks_.Cancel(retry->handle));
+  EXPECT_FALSE(third->result.done());
+  ASSERT_TRUE(locks_.Cancel(third->handle));  // the owner of the wait withdraws it
+  EXPECT_EQ(locks_.Stats().waiters, 0);
+  EXPECT_EQ(third->result.calls(), 0);
+  ASSERT_TRUE(locks_.Release(Lease(holder)).ok());
+  EXPECT_EQ(locks_.Stats().grants, 0);
 }
 
 TEST_F(LockTableTest, RetryAfterAWithdrawnWaitActsAfresh) {
@@ -846,17 +897,20 @@ TEST_F(LockTableTest, BarrierRetryIsNotCountedTwice) {
   Capture<BarrierResult> original, early, other, late;
   WaitBarrierParams params{.name = "b", .parties = 2, .request_id = "arrive"};
   locks_.WaitBarrier(params, original.Callback());
-  locks_.WaitBarrier(params, early.Callback());
-  EXPECT_EQ(Reason(early.status()), "REQUEST_IN_PROGRESS");
+  locks_.WaitBarrier(params, early.Callback());  // takes over the first call's arrival
+  EXPECT_EQ(Reason(original.status()), "REQUEST_SUPERSEDED");
   EXPECT_EQ(locks_.Describe("b", 0)->info.barrier_waiting, 1);
-  EXPECT_FALSE(original.done());
+  EXPECT_FALSE(early.done());
 
   locks_.WaitBarrier({.name = "b", .parties = 2}, other.Callback());
-  ASSERT_TRUE(original.done() && other.done());
+  ASSERT_TRUE(early.done() && other.done());
+  ASSERT_TRUE(early.value().ok()) << early.status();
+  EXPECT_EQ(early.value()->arrival_index, 0);
+  EXPECT_EQ(original.calls(), 1);
   locks_.WaitBarrier(params, late.Callback());
   ASSERT_TRUE(late.value().ok()) << late.status();
   EXPECT_TRUE(late.value()->tripped);
-  EXPECT_EQ(late.value()->arrival_index, original.value()->arrival_index);
+  EXPECT_EQ(late.value()->arrival_index, early.value()->arrival_index);
   EXPECT_EQ(late.value()->generation, 0);
   EXPECT_EQ(locks_.Describe("b", 0)->info.barrier_waiting, 0);  // not an arrival in generation 1
 }
