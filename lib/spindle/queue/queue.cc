@@ -540,9 +540,8 @@ Queue::WaiterId Queue::TakeOver(
   absl::Status superseded =
       Aborted("REQUEST_SUPERSEDED", absl::StrCat("a retry with request_id '", request_id,
                                                  "' took over this wait on queue '", name_, "'"));
-  pending.calls.push_back([first = std::move(waiter.done), superseded]() mutable {
-    std::move(first)(superseded);
-  });
+  pending.calls.push_back(
+      [first = std::move(waiter.done), superseded]() mutable { std::move(first)(superseded); });
   waiter.done = std::move(done);
   index.erase(waiter.id);
   const WaiterId id = next_waiter_++;
@@ -764,9 +763,9 @@ Queue::WaiterId Queue::Get(const GetOptions& options, const WaitBound& bound, Ge
     if (absl::Status usable = CheckUsable(); !usable.ok()) {
       answer = usable;
     } else if (original != nullptr && original->waiter != 0) {
-      id = TakeOver<GetWaiter>(getter_index_.at(original->waiter), getter_index_,
-                               /*getter=*/true, bound, std::move(done), options.request_id,
-                               pending);
+      id =
+          TakeOver<GetWaiter>(getter_index_.at(original->waiter), getter_index_,
+                              /*getter=*/true, bound, std::move(done), options.request_id, pending);
       get_requests_.Record(key, GetAnswer{id, {}}, env_->timers->Now());
     } else if (original != nullptr) {
       answer = ReplayGet(original->deliveries);
@@ -819,7 +818,6 @@ std::string Queue::GetKey(const GetOptions& options) {
   }
   return absl::StrCat(options.request_id, absl::string_view("\0", 1), options.session_id);
 }
-
 
 void Queue::RecordGet(const GetOptions& options, const std::vector<Delivery>& deliveries) {
   const std::string key = GetKey(options);

@@ -659,15 +659,14 @@ std::unique_ptr<LockTable::Waiter> LockTable::TakeWaiter(Shard& shard, uint64_t 
 }
 
 std::shared_ptr<WaitHandle::Token> LockTable::Supersede(Shard& shard, uint64_t waiter_id,
-                                                        absl::Time max_wait_at,
+                                                        absl::Duration max_wait,
                                                         absl::Time deadline,
                                                         absl::string_view request_id,
                                                         Deferred& deferred) {
   Waiter& w = **shard.waiters.at(waiter_id).it;
   absl::Status superseded =
-      Aborted("REQUEST_SUPERSEDED",
-              absl::StrCat("a retry with request_id ", QuoteValue(request_id),
-                           " took over this wait on '", w.name, "'"));
+      Aborted("REQUEST_SUPERSEDED", absl::StrCat("a retry with request_id ", QuoteValue(request_id),
+                                                 " took over this wait on '", w.name, "'"));
   w.token->done = true;
   if (w.what == WaitFor::kGrant) {
     deferred.acquired.emplace_back(w.kind, AcquireOutcome::kCancelled, absl::ZeroDuration());
@@ -679,13 +678,14 @@ std::shared_ptr<WaitHandle::Token> LockTable::Supersede(Shard& shard, uint64_t w
   }
   w.token = std::make_shared<WaitHandle::Token>();
   w.token->waiter_id = w.id;
-  w.max_wait_at = max_wait_at;
+  w.max_wait_at =
+      max_wait != absl::ZeroDuration() ? timers_.Now() + max_wait : absl::InfiniteFuture();
   w.deadline = deadline;
   if (w.timer != 0) {
     timers_.Cancel(w.timer);
     w.timer = 0;
   }
-  if (absl::Time when = std::min(max_wait_at, deadline); when != absl::InfiniteFuture()) {
+  if (absl::Time when = std::min(w.max_wait_at, deadline); when != absl::InfiniteFuture()) {
     w.timer = timers_.Schedule(when, [this, waiter_id] { OnWaiterTimer(waiter_id); });
   }
   return w.token;
@@ -766,11 +766,8 @@ WaitHandle LockTable::Acquire(AcquireParams params, AcquireCallback done) {
         if (answered->waiter_id != 0) {
           waiter_id = answered->waiter_id;
           superseding = true;
-          token = Supersede(shard, waiter_id,
-                            params.max_wait != absl::ZeroDuration()
-                                ? timers_.Now() + params.max_wait
-                                : absl::InfiniteFuture(),
-                            params.deadline, params.request_id, deferred);
+          token = Supersede(shard, waiter_id, params.max_wait, params.deadline, params.request_id,
+                            deferred);
           return std::nullopt;
         }
         return Replay(shard, params.request_id, std::get<AcquireResult>(answered->answer));
@@ -1505,11 +1502,8 @@ WaitHandle LockTable::WaitBarrier(WaitBarrierParams params, BarrierCallback done
     if (Answered* answered = Recorded(shard, key)) {
       if (answered->waiter_id != 0) {
         const uint64_t waiter_id = answered->waiter_id;
-        token = Supersede(shard, waiter_id,
-                          params.max_wait != absl::ZeroDuration()
-                              ? timers_.Now() + params.max_wait
-                              : absl::InfiniteFuture(),
-                          params.deadline, params.request_id, deferred);
+        token = Supersede(shard, waiter_id, params.max_wait, params.deadline, params.request_id,
+                          deferred);
         shard.waiters.at(waiter_id).it->get()->on_barrier = std::move(done);
       } else {
         immediate = std::get<BarrierResult>(answered->answer);

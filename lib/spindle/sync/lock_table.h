@@ -347,10 +347,10 @@ class LockTable {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // A retry (the same request id) of the call waiter `waiter_id` answers takes the wait over:
   // the first call is answered ABORTED REQUEST_SUPERSEDED and its handle no longer cancels the
-  // wait, which keeps its place in line and takes the retry's bounds. Returns the retry's
-  // token; the caller gives the waiter the retry's callback.
+  // wait, which keeps its place in line and takes the retry's bounds (max_wait counted from
+  // now). Returns the retry's token; the caller gives the waiter the retry's callback.
   std::shared_ptr<WaitHandle::Token> Supersede(Shard& shard, uint64_t waiter_id,
-                                               absl::Time max_wait_at, absl::Time deadline,
+                                               absl::Duration max_wait, absl::Time deadline,
                                                absl::string_view request_id, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Adds a waiter to its lock; arms its timer and session hook. On success `waiter` is moved
