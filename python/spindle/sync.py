@@ -416,8 +416,10 @@ class Condition(_Primitive):
         grant, owner = self._held_grant()
         request = self._pb.WaitConditionRequest(name=self.name, lease_id=grant.lease_id,
                                                 max_wait_ms=_rpc.wait_ms(timeout))
-        response = _rpc.unary(self._stub.WaitCondition, request, timeout=_rpc.wait_deadline(timeout),
-                              metadata=self._client.metadata)
+        # Under a request_id: a retry after a lost answer gets the grant the wait re-acquired.
+        response = _rpc.unary_idempotent(self._stub.WaitCondition, request,
+                                         timeout=_rpc.wait_deadline(timeout),
+                                         metadata=self._client.metadata)
         new = Grant(response.grant)
         with self.lock._mu:
             self.lock._grant = new

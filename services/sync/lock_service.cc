@@ -213,6 +213,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::WaitCondition(grpc::CallbackServerCon
   params.lease_id = request->lease_id();
   params.max_wait = Ms(request->max_wait_ms());
   params.deadline = CallDeadline(*context);
+  params.request_id = request->request_id();
   sync::LockTable* locks = &locks_;
   call->Started(locks_.WaitCondition(
       std::move(params), [call, response, locks](absl::StatusOr<sync::ConditionResult> result) {

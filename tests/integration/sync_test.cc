@@ -548,6 +548,54 @@ TEST_F(SyncTest, RetriesWithTheSameRequestIdActOnce) {
   EXPECT_THAT(status.error_message(), HasSubstr("request_id"));
 }
 
+TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
+  const std::string lock = Name("/m");
+  const std::string condition = Name("/c");
+  v1::AcquireRequest acquire;
+  acquire.set_name(lock);
+  v1::LockGrant held = MustAcquire(acquire);
+  v1::WaitConditionRequest wait;
+  wait.set_name(condition);
+  wait.set_lease_id(held.lease_id());
+  wait.set_request_id("cond-wait-1");
+  std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>> first;
+  std::thread waiter([&] {
+    v1::WaitConditionResponse response;
+    auto context = Context();
+    grpc::Status status = locks_->WaitCondition(context.get(), wait, &response);
+    first.set_value({status, response});
+  });
+  // The wait released the lock once it was registered on the condition.
+  absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (Describe(lock).lock().holders() != 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  v1::LockGrant notifier = MustAcquire(acquire);
+  v1::NotifyConditionRequest notify;
+  notify.set_name(condition);
+  notify.set_lease_id(notifier.lease_id());
+  v1::NotifyConditionResponse notified;
+  grpc::Status status = locks_->NotifyCondition(Context().get(), notify, &notified);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(Release(notifier.lease_id()).ok());
+  auto done = first.get_future();
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto [first_status, first_response] = done.get();
+  waiter.join();
+  ASSERT_TRUE(first_status.ok()) << first_status.error_message();
+  ASSERT_TRUE(first_response.notified());
+
+  // As if that answer was lost: the retry names the lease the first call gave up.
+  v1::WaitConditionResponse retry;
+  status = locks_->WaitCondition(Context().get(), wait, &retry);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(retry.notified());
+  EXPECT_EQ(retry.grant().lease_id(), first_response.grant().lease_id());
+  EXPECT_EQ(retry.grant().fencing_token(), first_response.grant().fencing_token());
+  EXPECT_EQ(Describe(lock).lock().holders(), 1);
+  ASSERT_TRUE(Release(retry.grant().lease_id()).ok());
+}
+
 TEST_F(SyncTest, DeadlockIsAbortedNamingTheCycle) {
   std::string s1 = NewSession();
   std::string s2 = NewSession();

@@ -143,7 +143,8 @@ struct LockTable::Answered {
   // A wait (Acquire, WaitBarrier) not decided yet: its waiter. 0 once answered.
   uint64_t waiter_id = 0;
   std::variant<std::monostate, AcquireResult, ReleaseResult, std::pair<bool, int32_t>, bool,
-               BarrierResult, std::pair<int32_t, int64_t>, int32_t, std::pair<int32_t, int32_t>>
+               BarrierResult, std::pair<int32_t, int64_t>, int32_t, std::pair<int32_t, int32_t>,
+               ConditionResult>
       answer;
 };
 
@@ -1666,6 +1667,9 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
       !valid.ok()) {
     return fail(valid);
   }
+  if (absl::Status valid = ValidatePrintable("request_id", params.request_id, 64); !valid.ok()) {
+    return fail(valid);
+  }
   if (params.lease_id.empty()) {
     return fail(InvalidArgument("INVALID_ARGUMENT", "lease_id is required"));
   }
@@ -1673,6 +1677,42 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
   if (lease_shard == nullptr) {
     return fail(NotFound("LEASE_NOT_FOUND",
                          absl::StrCat("lease ", QuoteValue(params.lease_id), " was never issued")));
+  }
+  // 0. A retry of a wait that was answered: the grant it re-acquired, as it is now. The answer is
+  // kept in the shard of the lease the wait released (the one both calls name).
+  const std::string key = RequestKey('W', params.lease_id, params.request_id);
+  if (!key.empty()) {
+    std::optional<ConditionResult> original;
+    {
+      internal::MutexLock lock(&lease_shard->mu);
+      if (Answered* answered = Recorded(*lease_shard, key)) {
+        original = std::get<ConditionResult>(answered->answer);
+      }
+    }
+    if (original.has_value()) {
+      Shard& grant_shard = *ShardOfId(original->grant.lease_id);
+      absl::StatusOr<AcquireResult> now;
+      {
+        internal::MutexLock lock(&grant_shard.mu);
+        now = Replay(grant_shard, params.request_id,
+                     AcquireResult{true, original->grant, LockKind::kMutex, absl::ZeroDuration()});
+      }
+      if (!now.ok()) {
+        return fail(now.status());
+      }
+      std::move(done)(ConditionResult{original->notified, std::move(now->grant)});
+      return WaitHandle();
+    }
+    // Only a wait that re-acquired the lock is remembered (then the first call's lease is gone and
+    // its retry could not tell what it holds).
+    done = [this, lease_shard, key,
+            done = std::move(done)](absl::StatusOr<ConditionResult> result) mutable {
+      if (result.ok()) {
+        internal::MutexLock lock(&lease_shard->mu);
+        Record(*lease_shard, key, *result);
+      }
+      std::move(done)(std::move(result));
+    };
   }
   // 1. The held grant: which lock, whose.
   std::string lock_name, session_id, owner;

@@ -27,8 +27,8 @@
 // what changed state is remembered: a failed call, a try that did not acquire, a wait that ran out
 // are not, so their retry acts afresh. A retry that arrives while the original call still waits
 // takes that wait over (Supersede): its place in line, the retry's bounds; the original call
-// ends ABORTED reason REQUEST_SUPERSEDED. WaitCondition is not remembered: its first call ends
-// the lease it names, so a retry fails LOCK_NOT_HELD instead of waiting twice.
+// ends ABORTED reason REQUEST_SUPERSEDED. A WaitCondition that re-acquired its lock is
+// remembered by the lease it named (which it released), so its retry gets the new grant.
 //
 // Thread-safety: thread-safe. Sharded by name; a grant and its lease id live in the shard of
 // their lock. No lock is held while a callback, a session hook or a session sink runs.
@@ -215,6 +215,9 @@ struct WaitConditionParams {
   std::string lease_id;
   absl::Duration max_wait = absl::ZeroDuration();
   absl::Time deadline = absl::InfiniteFuture();
+  // Scoped to lease_id: a retry after the answer was lost gets the re-acquired grant as it is
+  // now (or the status of its end), not LOCK_NOT_HELD for the lease the first call released.
+  std::string request_id;
 };
 
 struct LockTableStats {

@@ -557,6 +557,44 @@ TEST_F(LockTableTest, ConditionWaitReleasesTheLockAndNotifyReacquiresIt) {
   EXPECT_EQ(Reason(locks_.Release(Lease(held)).status()), "LOCK_NOT_HELD");
 }
 
+TEST_F(LockTableTest, ConditionWaitRetryGetsTheGrantItReacquired) {
+  GrantInfo held = MustAcquire(Params("m"));
+  WaitConditionParams wait{.name = "c", .lease_id = held.lease_id, .request_id = "cond-1"};
+  Capture<ConditionResult> waited, retry, late;
+  locks_.WaitCondition(wait, waited.Callback());
+  GrantInfo n = MustAcquire(Params("m"));
+  ASSERT_TRUE(locks_.NotifyCondition("c", 1, false, n.lease_id).ok());
+  ASSERT_TRUE(locks_.Release(Lease(n)).ok());
+  ASSERT_TRUE(waited.done());
+  ASSERT_TRUE(waited.value().ok()) << waited.status();
+  const GrantInfo reacquired = waited.value()->grant;
+
+  // The answer was lost: the retry names the lease the first call released.
+  locks_.WaitCondition(wait, retry.Callback());
+  ASSERT_TRUE(retry.done());
+  ASSERT_TRUE(retry.value().ok()) << retry.status();
+  EXPECT_TRUE(retry.value()->notified);
+  EXPECT_EQ(retry.value()->grant.lease_id, reacquired.lease_id);
+  EXPECT_EQ(retry.value()->grant.fencing_token, reacquired.fencing_token);
+  EXPECT_EQ(locks_.Stats().grants, 1);
+  EXPECT_EQ(locks_.Stats().waiters, 0);  // not a second wait
+
+  // Without the id the released lease is simply gone; once the new grant ends, so is the replay.
+  Capture<ConditionResult> plain;
+  locks_.WaitCondition({.name = "c", .lease_id = held.lease_id}, plain.Callback());
+  EXPECT_EQ(Reason(plain.status()), "LOCK_NOT_HELD");
+  ASSERT_TRUE(locks_.Release(Lease(reacquired)).ok());
+  locks_.WaitCondition(wait, late.Callback());
+  EXPECT_EQ(Reason(late.status()), "LOCK_NOT_HELD");
+  EXPECT_THAT(late.status().message(), HasSubstr("the grant of request_id 'cond-1' has ended"));
+
+  WaitConditionParams bad = wait;
+  bad.request_id = std::string(65, 'x');
+  Capture<ConditionResult> refused;
+  locks_.WaitCondition(bad, refused.Callback());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(LockTableTest, ConditionMaxWaitStillReacquires) {
   GrantInfo held = MustAcquire(Params("m"));
   Capture<ConditionResult> waited;
