@@ -733,12 +733,14 @@ int Event(Cli& cli, const std::string& action, const std::string& name, int64_t 
   return response.set() ? kOk : kTimeout;
 }
 
-int BarrierWait(Cli& cli, const std::string& name, int32_t parties, int64_t max_wait_ms) {
+int BarrierWait(Cli& cli, const std::string& name, int32_t parties, int64_t max_wait_ms,
+                const std::string& request_id) {
   auto stub = v1::LockService::NewStub(cli.channel());
   v1::WaitBarrierRequest request;
   request.set_name(name);
   request.set_parties(parties);
   request.set_max_wait_ms(max_wait_ms);
+  request.set_request_id(request_id);
   v1::WaitBarrierResponse response;
   auto context = cli.WaitContext(max_wait_ms);
   grpc::Status status = stub->WaitBarrier(context.get(), request, &response);
@@ -767,6 +769,7 @@ struct AdminOptions {
   int32_t count = 0;
   bool all = false;
   int64_t max_wait_ms = 0;
+  std::string request_id;
 };
 
 int CreateLock(Cli& cli, const AdminOptions& o) {
@@ -886,6 +889,7 @@ int ConditionWait(Cli& cli, const AdminOptions& o) {
   request.set_name(o.name);
   request.set_lease_id(o.lease);
   request.set_max_wait_ms(o.max_wait_ms);
+  request.set_request_id(o.request_id);
   v1::WaitConditionResponse response;
   auto context = cli.WaitContext(o.max_wait_ms);
   grpc::Status status = stub->WaitCondition(context.get(), request, &response);
@@ -1030,6 +1034,8 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
   condition_wait->add_option("--lease", admin->lease, "lease of the held lock")->required();
   condition_wait->add_option("--max-wait-ms", admin->max_wait_ms,
                              "stop waiting after this (the lock is re-acquired); exit 4");
+  condition_wait->add_option("--request-id", admin->request_id,
+                             "idempotency key: a retry gets the grant the first wait re-acquired");
   condition_wait->callback([&cli, exit_code, admin] { *exit_code = ConditionWait(cli, *admin); });
   auto* notify = condition->add_subcommand("notify", "wake the longest-waiting waiters");
   notify->add_option("name", admin->name, "condition name")->required();
@@ -1071,8 +1077,11 @@ void AddSyncCommands(CLI::App& app, Cli& cli, int* exit_code) {
   barrier_wait->add_option("name", *name, "barrier name")->required();
   barrier_wait->add_option("--parties", *parties, "parties (required when new)");
   barrier_wait->add_option("--max-wait-ms", *max_wait, "give up after this, breaking it; exit 4");
-  barrier_wait->callback([&cli, exit_code, name, parties, max_wait] {
-    *exit_code = BarrierWait(cli, *name, *parties, *max_wait);
+  auto barrier_request_id = std::make_shared<std::string>();
+  barrier_wait->add_option("--request-id", *barrier_request_id,
+                           "idempotency key: a retry is not counted as a second arrival");
+  barrier_wait->callback([&cli, exit_code, name, parties, max_wait, barrier_request_id] {
+    *exit_code = BarrierWait(cli, *name, *parties, *max_wait, *barrier_request_id);
   });
   for (const char* action : {"reset", "abort"}) {
     auto* sub = barrier->add_subcommand(

@@ -368,13 +368,18 @@ def test_lease_refresh_and_condition_wait_notify(ctl):
         assert ctl("lock", "refresh", "l-no-such", "--ttl-ms", "1000").returncode == NOT_FOUND
 
         # No notify: the wait runs out, the lock is held again under a new lease (exit 4).
-        r = ctl("--json", "lock", "condition", "wait", "cli-cond", "--lease", first["lease_id"],
-                "--max-wait-ms", "100")
+        wait = ("--json", "lock", "condition", "wait", "cli-cond", "--lease", first["lease_id"],
+                "--max-wait-ms", "100", "--request-id", "cli-cond-wait-1")
+        r = ctl(*wait)
         assert r.returncode == TIMEOUT, r.stderr
         second = json.loads(r.stdout)
         assert second["notified"] is False
         assert second["grant"]["lease_id"] != first["lease_id"]
         assert int(second["grant"]["fencing_token"]) > int(first["fencing_token"])
+        # Its retry (as after a lost answer) gets the grant it re-acquired, not a second wait.
+        r = ctl(*wait)
+        assert r.returncode == TIMEOUT, r.stderr
+        assert json.loads(r.stdout)["grant"]["lease_id"] == second["grant"]["lease_id"]
         r = ctl("lock", "condition", "wait", "cli-cond", "--lease", first["lease_id"])
         assert r.returncode == CONFLICT and "LOCK_NOT_HELD" in r.stderr  # that grant is gone
 
