@@ -754,6 +754,14 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
         d.Add([done = std::move(done), r = std::move(r)]() mutable { std::move(done)(r); });
         return 0;
       }
+      // The first submit with this id still waits for room: its retry takes that wait over
+      // (a second waiter would submit the tasks twice).
+      for (PoolTable::WaiterId& queued : submit_queue_) {
+        auto wit = waiters_.find(queued);
+        if (wit != waiters_.end() && wit->second.submit_options.request_id == options.request_id) {
+          return TakeOverSubmit(d, queued, std::move(options), std::move(done));
+        }
+      }
     }
     if (state_ != PoolState::kOpen) {
       return fail(FailedPrecondition(
@@ -1233,6 +1241,32 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
     }
     if (!options.request_id.empty()) request_ids_[options.request_id] = std::move(seqs);
     return r;
+  }
+
+  // A retry (same request id) of the submit waiting as `queued` takes its wait over: the first
+  // call is answered ABORTED REQUEST_SUPERSEDED, the wait keeps its place in line under a new id
+  // (the first call's id no longer cancels it), the retry's deadline and callback.
+  PoolTable::WaiterId TakeOverSubmit(Deferred& d, PoolTable::WaiterId& queued,
+                                     PoolTable::SubmitOptions retry,
+                                     absl::AnyInvocable<void(absl::StatusOr<SubmitResult>) &&> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = waiters_.find(queued);
+    Waiter w = std::move(it->second);
+    waiters_.erase(it);
+    table_->ForgetWaiter(queued);
+    if (w.timer != 0) table_->timers.Cancel(std::exchange(w.timer, 0));
+    absl::Status superseded = Aborted(
+        "REQUEST_SUPERSEDED", absl::StrCat("a retry with request_id '", retry.request_id,
+                                           "' took over this submit's wait on pool '", name_, "'"));
+    d.Add(
+        [first = std::move(w.submit_done), superseded]() mutable { std::move(first)(superseded); });
+    w.submit_done = std::move(done);
+    w.submit_options.deadline = retry.deadline;
+    const PoolTable::WaiterId id = table_->RegisterWaiter(shared_from_this());
+    queued = id;
+    Waiter& taken = waiters_[id] = std::move(w);
+    ArmWaiterTimer(id, taken, taken.submit_options.deadline);
+    return id;
   }
 
   void DrainSubmitWaiters(Deferred& d) {

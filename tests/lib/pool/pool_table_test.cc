@@ -333,6 +333,47 @@ TEST_F(PoolTableTest, RepeatedRequestIdReturnsTheOriginalTask) {
   EXPECT_EQ(table_->GetPool("p", false)->stats.tasks_submitted, 1);
 }
 
+TEST_F(PoolTableTest, RetryOfASubmitWaitingForRoomTakesItsWaitOverAndSubmitsOnce) {
+  PoolSpec spec = ThreadSpec(1);
+  spec.max_queued = 1;
+  ASSERT_TRUE(table_->CreatePool("p", spec, "").ok());
+  // Holds the only worker until cancelled below: the queue stays full while both submits arrive.
+  std::string running = SubmitOne("p", CallTask("sleep", {"60000"}));
+  ASSERT_TRUE(
+      Eventually([&] { return table_->GetTask(running, false)->state == TaskState::kRunning; }));
+  SubmitOne("p", CallTask("echo"));  // the queue is full now
+  PoolTable::SubmitOptions wait;
+  wait.wait = true;
+  wait.request_id = "submit-1";
+  absl::Notification first_done, retry_done;
+  absl::StatusOr<PoolTable::SubmitResult> first, retry;
+  const PoolTable::WaiterId first_id =
+      table_->Submit("p", {CallTask("echo")}, wait, [&](absl::StatusOr<PoolTable::SubmitResult> r) {
+        first = std::move(r);
+        first_done.Notify();
+      });
+  ASSERT_NE(first_id, 0);
+  table_->Submit("p", {CallTask("echo")}, wait, [&](absl::StatusOr<PoolTable::SubmitResult> r) {
+    retry = std::move(r);
+    retry_done.Notify();
+  });
+  ASSERT_TRUE(first_done.WaitForNotificationWithTimeout(kBound));
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Reason(first.status()), "REQUEST_SUPERSEDED");
+  EXPECT_FALSE(table_->CancelWait(first_id));  // the first call's id no longer withdraws it
+  EXPECT_FALSE(retry_done.HasBeenNotified());
+  ASSERT_TRUE(table_->CancelTask(running, std::nullopt).ok());
+  ASSERT_TRUE(retry_done.WaitForNotificationWithTimeout(kBound));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  ASSERT_TRUE(retry->submitted);
+  ASSERT_EQ(retry->tasks.size(), 1u);
+  EXPECT_EQ(Wait(retry->tasks[0].id).state, TaskState::kSucceeded);
+  EXPECT_EQ(table_->GetPool("p", false)->stats.tasks_submitted, 3);  // once, not twice
+  auto again = Submit("p", {CallTask("echo")}, wait);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)[0].id, retry->tasks[0].id);
+}
+
 TEST_F(PoolTableTest, CloseAndJoinWaitForEveryTask) {
   ASSERT_TRUE(table_->CreatePool("p", CommandSpec(2), "").ok());
   std::vector<std::string> ids;
