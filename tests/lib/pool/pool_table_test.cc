@@ -92,6 +92,19 @@ class PoolTableTest : public ::testing::Test {
     return result->tasks;
   }
 
+  // A THREAD pool of one worker and max_queued 1, its worker held by a long sleep (cancel the
+  // returned task to free it) and its queue full.
+  std::string FullPool(const std::string& pool) {
+    PoolSpec spec = ThreadSpec(1);
+    spec.max_queued = 1;
+    EXPECT_TRUE(table_->CreatePool(pool, spec, "").ok());
+    std::string running = SubmitOne(pool, CallTask("sleep", {"60000"}));
+    EXPECT_TRUE(
+        Eventually([&] { return table_->GetTask(running, false)->state == TaskState::kRunning; }));
+    SubmitOne(pool, CallTask("echo"));
+    return running;
+  }
+
   std::string SubmitOne(const std::string& pool, TaskSpec spec) {
     auto tasks = Submit(pool, {std::move(spec)});
     EXPECT_TRUE(tasks.ok()) << tasks.status();
@@ -305,21 +318,24 @@ TEST_F(PoolTableTest, HigherPriorityRunsFirst) {
 }
 
 TEST_F(PoolTableTest, FullQueueIsResourceExhaustedOrWaitsForRoom) {
-  PoolSpec spec = ThreadSpec(1);
-  spec.max_queued = 1;
-  ASSERT_TRUE(table_->CreatePool("p", spec, "").ok());
-  std::string running = SubmitOne("p", CallTask("sleep", {"100"}));
-  ASSERT_TRUE(
-      Eventually([&] { return table_->GetTask(running, false)->state == TaskState::kRunning; }));
-  SubmitOne("p", CallTask("echo"));
+  const std::string running = FullPool("p");
   auto full = Submit("p", {CallTask("echo")});
   EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(Reason(full.status()), "POOL_QUEUE_FULL");
   PoolTable::SubmitOptions wait;
   wait.wait = true;
-  auto waited = Submit("p", {CallTask("echo")}, wait);
+  absl::Notification done;
+  absl::StatusOr<PoolTable::SubmitResult> waited;
+  table_->Submit("p", {CallTask("echo")}, wait, [&](absl::StatusOr<PoolTable::SubmitResult> r) {
+    waited = std::move(r);
+    done.Notify();
+  });
+  EXPECT_FALSE(done.HasBeenNotified());  // waits for room
+  ASSERT_TRUE(table_->CancelTask(running, std::nullopt).ok());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kBound));
   ASSERT_TRUE(waited.ok()) << waited.status();
-  EXPECT_EQ(Wait((*waited)[0].id).state, TaskState::kSucceeded);
+  ASSERT_TRUE(waited->submitted);
+  EXPECT_EQ(Wait(waited->tasks[0].id).state, TaskState::kSucceeded);
 }
 
 TEST_F(PoolTableTest, RepeatedRequestIdReturnsTheOriginalTask) {
@@ -334,14 +350,7 @@ TEST_F(PoolTableTest, RepeatedRequestIdReturnsTheOriginalTask) {
 }
 
 TEST_F(PoolTableTest, RetryOfASubmitWaitingForRoomTakesItsWaitOverAndSubmitsOnce) {
-  PoolSpec spec = ThreadSpec(1);
-  spec.max_queued = 1;
-  ASSERT_TRUE(table_->CreatePool("p", spec, "").ok());
-  // Holds the only worker until cancelled below: the queue stays full while both submits arrive.
-  std::string running = SubmitOne("p", CallTask("sleep", {"60000"}));
-  ASSERT_TRUE(
-      Eventually([&] { return table_->GetTask(running, false)->state == TaskState::kRunning; }));
-  SubmitOne("p", CallTask("echo"));  // the queue is full now
+  const std::string running = FullPool("p");  // stays full while both submits arrive
   PoolTable::SubmitOptions wait;
   wait.wait = true;
   wait.request_id = "submit-1";
