@@ -596,6 +596,56 @@ TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
   ASSERT_TRUE(Release(retry.grant().lease_id()).ok());
 }
 
+TEST_F(SyncTest, ConditionWaitRetriedWhileItStillWaitsTakesTheWaitOver) {
+  const std::string lock = Name("/m");
+  const std::string condition = Name("/c");
+  v1::AcquireRequest acquire;
+  acquire.set_name(lock);
+  v1::LockGrant held = MustAcquire(acquire);
+  v1::WaitConditionRequest wait;
+  wait.set_name(condition);
+  wait.set_lease_id(held.lease_id());
+  wait.set_request_id("cond-wait-2");
+  auto call = [&](std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>>& answer) {
+    v1::WaitConditionResponse response;
+    auto context = Context();
+    grpc::Status status = locks_->WaitCondition(context.get(), wait, &response);
+    answer.set_value({status, response});
+  };
+  std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>> first, retry;
+  std::thread first_thread(call, std::ref(first));
+  ASSERT_TRUE(AwaitWaiters(condition, 1));  // registered on the condition
+  // The first call's client timed out on its side and retries; the server still holds its wait.
+  std::thread retry_thread(call, std::ref(retry));
+  auto first_done = first.get_future();
+  ASSERT_EQ(first_done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto [first_status, first_response] = first_done.get();
+  first_thread.join();
+  EXPECT_EQ(first_status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(services::ReasonOf(first_status), "REQUEST_SUPERSEDED");
+  EXPECT_EQ(Describe(condition).lock().waiters(), 1);  // one wait, not two
+
+  v1::LockGrant notifier = MustAcquire(acquire);
+  v1::NotifyConditionRequest notify;
+  notify.set_name(condition);
+  notify.set_lease_id(notifier.lease_id());
+  notify.set_all(true);
+  v1::NotifyConditionResponse notified;
+  grpc::Status status = locks_->NotifyCondition(Context().get(), notify, &notified);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(notified.woken(), 1);
+  ASSERT_TRUE(Release(notifier.lease_id()).ok());
+  auto retry_done = retry.get_future();
+  ASSERT_EQ(retry_done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto [retry_status, retry_response] = retry_done.get();
+  retry_thread.join();
+  ASSERT_TRUE(retry_status.ok()) << retry_status.error_message();
+  EXPECT_TRUE(retry_response.notified());
+  EXPECT_GT(retry_response.grant().fencing_token(), notifier.fencing_token());
+  EXPECT_EQ(Describe(lock).lock().holders(), 1);
+  ASSERT_TRUE(Release(retry_response.grant().lease_id()).ok());
+}
+
 TEST_F(SyncTest, DeadlockIsAbortedNamingTheCycle) {
   std::string s1 = NewSession();
   std::string s2 = NewSession();

@@ -114,6 +114,8 @@ struct LockTable::Waiter {
   std::string cond_lock_name;
   // Key of the request_id this wait answers (empty: none).
   std::string request_key;
+  // A WaitCondition given a request_id: its record (in another shard).
+  std::shared_ptr<ConditionCall> condition;
 };
 
 struct LockTable::Lock {
@@ -139,9 +141,23 @@ struct LockTable::Lock {
 };
 
 // What a call given a request_id answered (see "Request ids" in the header).
+// A WaitCondition given a request_id, not answered yet. Its wait moves between waiter records
+// (the condition's, then the lock's), so a retry finds it by its token; the service's callback
+// sits here so that a retry taking the wait over can put its own in its place.
+struct LockTable::ConditionCall {
+  // Where the call is recorded: its lease's shard, under `key`.
+  Shard* lease_shard = nullptr;
+  std::string key;
+  internal::Mutex mu;
+  std::shared_ptr<WaitHandle::Token> token ABSL_GUARDED_BY(mu);
+  ConditionCallback done ABSL_GUARDED_BY(mu);
+};
+
 struct LockTable::Answered {
   // A wait (Acquire, WaitBarrier) not decided yet: its waiter. 0 once answered.
   uint64_t waiter_id = 0;
+  // A WaitCondition not decided yet (kept in its lease's shard, not its waiter's).
+  std::shared_ptr<ConditionCall> condition;
   std::variant<std::monostate, AcquireResult, ReleaseResult, std::pair<bool, int32_t>, bool,
                BarrierResult, std::pair<int32_t, int64_t>, int32_t, std::pair<int32_t, int32_t>,
                ConditionResult>
@@ -679,17 +695,74 @@ std::shared_ptr<WaitHandle::Token> LockTable::Supersede(Shard& shard, uint64_t w
   }
   w.token = std::make_shared<WaitHandle::Token>();
   w.token->waiter_id = w.id;
-  w.max_wait_at =
-      max_wait != absl::ZeroDuration() ? timers_.Now() + max_wait : absl::InfiniteFuture();
+  Rebound(shard, w,
+          max_wait != absl::ZeroDuration() ? timers_.Now() + max_wait : absl::InfiniteFuture(),
+          deadline);
+  return w.token;
+}
+
+void LockTable::Rebound(Shard& /*shard*/, Waiter& w, absl::Time max_wait_at, absl::Time deadline) {
+  w.max_wait_at = max_wait_at;
   w.deadline = deadline;
   if (w.timer != 0) {
     timers_.Cancel(w.timer);
     w.timer = 0;
   }
-  if (absl::Time when = std::min(w.max_wait_at, deadline); when != absl::InfiniteFuture()) {
-    w.timer = timers_.Schedule(when, [this, waiter_id] { OnWaiterTimer(waiter_id); });
+  if (absl::Time when = std::min(w.max_wait_at, w.deadline); when != absl::InfiniteFuture()) {
+    w.timer = timers_.Schedule(when, [this, id = w.id] { OnWaiterTimer(id); });
   }
-  return w.token;
+}
+
+std::optional<WaitHandle> LockTable::TakeOverCondition(ConditionCall& call, absl::Duration max_wait,
+                                                       absl::Time deadline,
+                                                       absl::string_view request_id,
+                                                       ConditionCallback& done) {
+  for (;;) {
+    std::shared_ptr<WaitHandle::Token> token;
+    {
+      internal::MutexLock lock(&call.mu);
+      token = call.token;
+    }
+    if (token->done) {
+      return std::nullopt;  // decided: its answer is on its way to the record
+    }
+    const uint64_t id = token->waiter_id;
+    if (id == 0) {
+      std::this_thread::yield();  // moving from the condition to its lock
+      continue;
+    }
+    Shard& shard = *shards_[id & (kShards - 1)];
+    ConditionCallback first;
+    std::shared_ptr<WaitHandle::Token> mine;
+    {
+      internal::MutexLock lock(&shard.mu);
+      if (token->done) {
+        return std::nullopt;
+      }
+      auto ref = shard.waiters.find(id);
+      if (token->waiter_id != id || ref == shard.waiters.end()) {
+        continue;
+      }
+      Waiter& w = **ref->second.it;
+      token->done = true;  // the first call's handle no longer withdraws the wait
+      mine = std::make_shared<WaitHandle::Token>();
+      mine->waiter_id = id;
+      w.token = mine;
+      // Waiting for a notify, max_wait bounds the wait; re-acquiring the lock, only the deadline.
+      Rebound(shard, w,
+              w.what == WaitFor::kNotify && max_wait != absl::ZeroDuration()
+                  ? timers_.Now() + max_wait
+                  : absl::InfiniteFuture(),
+              deadline);
+      internal::MutexLock swap(&call.mu);
+      call.token = mine;
+      first = std::exchange(call.done, std::move(done));
+    }
+    std::move(first)(Aborted("REQUEST_SUPERSEDED",
+                             absl::StrCat("a retry with request_id ", QuoteValue(request_id),
+                                          " took over this condition wait")));
+    return WaitHandle(std::move(mine));
+  }
 }
 
 absl::Status LockTable::AddWaiter(Shard& shard, Lock& lock, std::unique_ptr<Waiter>& waiter,
@@ -956,6 +1029,15 @@ bool LockTable::Cancel(const WaitHandle& handle) {
       }
     }
     Run(deferred);
+    if (const std::shared_ptr<ConditionCall>& call = waiter->condition; call != nullptr) {
+      // Its callback never runs, so the record of the withdrawn wait is forgotten here: a retry
+      // then acts afresh (and finds the lease it names released).
+      internal::MutexLock lock(&call->lease_shard->mu);
+      if (Answered* answered = Recorded(*call->lease_shard, call->key);
+          answered != nullptr && answered->condition == call) {
+        call->lease_shard->requests.Forget(call->key);
+      }
+    }
     return true;
   }
 }
@@ -1150,7 +1232,7 @@ LockTable::Answered* LockTable::Recorded(Shard& shard, absl::string_view key) {
 template <typename T>
 void LockTable::Record(Shard& shard, const std::string& key, T answer) {
   if (!key.empty()) {
-    shard.requests.Record(key, Answered{0, std::move(answer)}, timers_.Now());
+    shard.requests.Record(key, Answered{0, nullptr, std::move(answer)}, timers_.Now());
   }
 }
 
@@ -1678,16 +1760,43 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
     return fail(NotFound("LEASE_NOT_FOUND",
                          absl::StrCat("lease ", QuoteValue(params.lease_id), " was never issued")));
   }
-  // 0. A retry of a wait that was answered: the grant it re-acquired, as it is now. The answer is
-  // kept in the shard of the lease the wait released (the one both calls name).
+  // 0. A retry: of a wait that was answered, the grant it re-acquired, as it is now; of a wait
+  // still going on, that wait, taken over. Both are kept in the shard of the lease the wait
+  // released (the one both calls name).
   const std::string key = RequestKey('W', params.lease_id, params.request_id);
-  if (!key.empty()) {
+  auto token = std::make_shared<WaitHandle::Token>();
+  std::shared_ptr<ConditionCall> call;
+  while (!key.empty()) {
     std::optional<ConditionResult> original;
+    std::shared_ptr<ConditionCall> ongoing;
     {
       internal::MutexLock lock(&lease_shard->mu);
       if (Answered* answered = Recorded(*lease_shard, key)) {
-        original = std::get<ConditionResult>(answered->answer);
+        if (answered->condition != nullptr) {
+          ongoing = answered->condition;
+        } else {
+          original = std::get<ConditionResult>(answered->answer);
+        }
+      } else {
+        // The first call: recorded before it waits, so a retry finds it wherever it is.
+        call = std::make_shared<ConditionCall>();
+        call->lease_shard = lease_shard;
+        call->key = key;
+        {
+          internal::MutexLock hold(&call->mu);
+          call->token = token;
+        }
+        lease_shard->requests.Record(key, Answered{0, call, {}}, timers_.Now());
       }
+    }
+    if (ongoing != nullptr) {
+      std::optional<WaitHandle> handle =
+          TakeOverCondition(*ongoing, params.max_wait, params.deadline, params.request_id, done);
+      if (handle.has_value()) {
+        return *std::move(handle);
+      }
+      std::this_thread::yield();  // decided meanwhile: its answer is being recorded
+      continue;
     }
     if (original.has_value()) {
       Shard& grant_shard = *ShardOfId(original->grant.lease_id);
@@ -1703,16 +1812,32 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
       std::move(done)(ConditionResult{original->notified, std::move(now->grant)});
       return WaitHandle();
     }
-    // Only a wait that re-acquired the lock is remembered (then the first call's lease is gone and
-    // its retry could not tell what it holds).
-    done = [this, lease_shard, key,
-            done = std::move(done)](absl::StatusOr<ConditionResult> result) mutable {
-      if (result.ok()) {
+    // Only a wait that re-acquired the lock stays remembered (then the first call's lease is gone
+    // and its retry could not tell what it holds); a failed one is forgotten, so its retry acts
+    // afresh. The service's callback is kept in `call`, where a retry can take its place.
+    {
+      internal::MutexLock lock(&call->mu);
+      call->done = std::move(done);
+    }
+    done = [this, lease_shard, key, call, token](absl::StatusOr<ConditionResult> result) mutable {
+      token->done = true;  // also when it failed before it waited: a retry then stops looking
+      {
         internal::MutexLock lock(&lease_shard->mu);
-        Record(*lease_shard, key, *result);
+        if (result.ok()) {
+          Record(*lease_shard, key, *result);
+        } else if (Answered* answered = Recorded(*lease_shard, key);
+                   answered != nullptr && answered->condition == call) {
+          lease_shard->requests.Forget(key);
+        }
       }
-      std::move(done)(std::move(result));
+      ConditionCallback answer;
+      {
+        internal::MutexLock lock(&call->mu);
+        answer = std::move(call->done);
+      }
+      std::move(answer)(std::move(result));
     };
+    break;
   }
   // 1. The held grant: which lock, whose.
   std::string lock_name, session_id, owner;
@@ -1745,7 +1870,6 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
   // 2. Register as a notify waiter on the condition (before the lock is released, as Python).
   Shard& shard = ShardFor(params.name);
   Deferred deferred;
-  auto token = std::make_shared<WaitHandle::Token>();
   uint64_t waiter_id = 0;
   {
     internal::MutexLock lock(&shard.mu);
@@ -1779,6 +1903,7 @@ WaitHandle LockTable::WaitCondition(WaitConditionParams params, ConditionCallbac
       waiter->held_count = held_count;
       waiter->cond_lock_name = lock_name;
       waiter->token = token;
+      waiter->condition = call;
       refused = AddWaiter(shard, **found, waiter, deferred);
       if (refused.ok()) {
         shard.waiters.find(waiter_id)->second.it->get()->on_condition = std::move(done);
@@ -1837,6 +1962,7 @@ void LockTable::RequeueConditionWaiter(std::unique_ptr<Waiter> old, bool notifie
   waiter->lease_ttl = old->lease_ttl;
   waiter->held_count = old->held_count;
   waiter->token = old->token;
+  waiter->condition = std::move(old->condition);
   waiter->on_grant = [cb = std::move(old->on_condition),
                       notified](absl::StatusOr<AcquireResult> result) mutable {
     if (!result.ok()) {

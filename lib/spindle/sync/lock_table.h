@@ -27,8 +27,9 @@
 // what changed state is remembered: a failed call, a try that did not acquire, a wait that ran out
 // are not, so their retry acts afresh. A retry that arrives while the original call still waits
 // takes that wait over (Supersede): its place in line, the retry's bounds; the original call
-// ends ABORTED reason REQUEST_SUPERSEDED. A WaitCondition that re-acquired its lock is
-// remembered by the lease it named (which it released), so its retry gets the new grant.
+// ends ABORTED reason REQUEST_SUPERSEDED. A WaitCondition is remembered by the lease it named
+// (which it released): its retry takes over the wait while it waits for a notify or to re-acquire
+// the lock, and gets the new grant once it re-acquired.
 //
 // Thread-safety: thread-safe. Sharded by name; a grant and its lease id live in the shard of
 // their lock. No lock is held while a callback, a session hook or a session sink runs.
@@ -41,6 +42,7 @@
 #include <deque>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -320,6 +322,7 @@ class LockTable {
   struct Shard;
   struct Deferred;
   struct Answered;
+  struct ConditionCall;
 
   static constexpr int kShards = 16;
 
@@ -356,6 +359,16 @@ class LockTable {
                                                absl::Duration max_wait, absl::Time deadline,
                                                absl::string_view request_id, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // Gives a waiter new bounds (timer rearmed): the max_wait of a notify wait, and the deadline.
+  void Rebound(Shard& shard, Waiter& waiter, absl::Time max_wait_at, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // A WaitCondition retry takes over `call`, the wait of its first call, wherever the wait is now
+  // (waiting for a notify, or to re-acquire the lock): as Supersede, with `done` in place of the
+  // first call's callback. Returns the retry's handle, or nothing when the wait was decided
+  // meanwhile (its answer is then recorded, or its failure forgotten, at once: look again).
+  std::optional<WaitHandle> TakeOverCondition(ConditionCall& call, absl::Duration max_wait,
+                                              absl::Time deadline, absl::string_view request_id,
+                                              ConditionCallback& done);
   // Adds a waiter to its lock; arms its timer and session hook. On success `waiter` is moved
   // from; on failure it is left with the caller (who answers through its callback).
   absl::Status AddWaiter(Shard& shard, Lock& lock, std::unique_ptr<Waiter>& waiter,

@@ -595,6 +595,82 @@ TEST_F(LockTableTest, ConditionWaitRetryGetsTheGrantItReacquired) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(LockTableTest, ConditionWaitRetryWhileItWaitsForANotifyTakesTheWaitOver) {
+  GrantInfo held = MustAcquire(Params("m"));
+  WaitConditionParams wait{.name = "c",
+                           .lease_id = held.lease_id,
+                           .max_wait = absl::Seconds(10),
+                           .request_id = "cond-2"};
+  Capture<ConditionResult> first, retry;
+  WaitHandle first_handle = locks_.WaitCondition(wait, first.Callback());
+  ASSERT_FALSE(first.done());
+
+  // The first call's connection is gone but the server has not noticed yet: the retry takes the
+  // wait over, with its own max_wait (counted from now), and the first call is told so.
+  timers_.Advance(absl::Seconds(5));
+  wait.max_wait = absl::Seconds(2);
+  WaitHandle retry_handle = locks_.WaitCondition(wait, retry.Callback());
+  ASSERT_TRUE(first.done());
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Reason(first.status()), "REQUEST_SUPERSEDED");
+  EXPECT_FALSE(retry.done());
+  EXPECT_EQ(locks_.Stats().waiters, 1);
+  EXPECT_FALSE(locks_.Cancel(first_handle));  // the first call's handle no longer withdraws it
+
+  timers_.Advance(absl::Seconds(2));  // the retry's max_wait, not the first call's
+  ASSERT_TRUE(retry.done());
+  ASSERT_TRUE(retry.value().ok()) << retry.status();
+  EXPECT_FALSE(retry.value()->notified);
+  EXPECT_EQ(locks_.Describe("m", 0)->info.holders, 1);
+  EXPECT_FALSE(locks_.Cancel(retry_handle));
+
+  // Answered: one more retry gets the same grant, not a third wait.
+  Capture<ConditionResult> again;
+  locks_.WaitCondition(wait, again.Callback());
+  ASSERT_TRUE(again.done());
+  ASSERT_TRUE(again.value().ok()) << again.status();
+  EXPECT_EQ(again.value()->grant.lease_id, retry.value()->grant.lease_id);
+  EXPECT_EQ(locks_.Stats().waiters, 0);
+}
+
+TEST_F(LockTableTest, ConditionWaitRetryWhileItReacquiresTheLockTakesTheWaitOver) {
+  GrantInfo held = MustAcquire(Params("m"));
+  WaitConditionParams wait{.name = "c", .lease_id = held.lease_id, .request_id = "cond-3"};
+  Capture<ConditionResult> first, retry;
+  locks_.WaitCondition(wait, first.Callback());
+  GrantInfo n = MustAcquire(Params("m"));
+  ASSERT_EQ(*locks_.NotifyCondition("c", 1, false, n.lease_id), 1);
+  ASSERT_FALSE(first.done());  // notified, now waiting for `n` to release the lock
+
+  WaitHandle retry_handle = locks_.WaitCondition(wait, retry.Callback());
+  ASSERT_TRUE(first.done());
+  EXPECT_EQ(Reason(first.status()), "REQUEST_SUPERSEDED");
+  EXPECT_FALSE(retry.done());
+  EXPECT_EQ(locks_.Stats().waiters, 1);
+
+  ASSERT_TRUE(locks_.Release(Lease(n)).ok());
+  ASSERT_TRUE(retry.done());
+  ASSERT_TRUE(retry.value().ok()) << retry.status();
+  EXPECT_TRUE(retry.value()->notified);
+  EXPECT_EQ(locks_.Stats().grants, 1);
+  EXPECT_GT(retry.value()->grant.fencing_token, n.fencing_token);
+}
+
+TEST_F(LockTableTest, ConditionWaitRetryThatTookTheWaitOverCanBeCancelled) {
+  GrantInfo held = MustAcquire(Params("m"));
+  WaitConditionParams wait{.name = "c", .lease_id = held.lease_id, .request_id = "cond-4"};
+  Capture<ConditionResult> first, retry, fresh;
+  locks_.WaitCondition(wait, first.Callback());
+  WaitHandle retry_handle = locks_.WaitCondition(wait, retry.Callback());
+  ASSERT_EQ(Reason(first.status()), "REQUEST_SUPERSEDED");
+  EXPECT_TRUE(locks_.Cancel(retry_handle));
+  EXPECT_EQ(locks_.Stats().waiters, 0);
+  // A withdrawn wait is not remembered: its lease is gone, so a retry now is refused plainly.
+  locks_.WaitCondition(wait, fresh.Callback());
+  EXPECT_EQ(Reason(fresh.status()), "LOCK_NOT_HELD");
+  EXPECT_EQ(locks_.Stats().waiters, 0);
+}
+
 TEST_F(LockTableTest, ConditionMaxWaitStillReacquires) {
   GrantInfo held = MustAcquire(Params("m"));
   Capture<ConditionResult> waited;
@@ -663,6 +739,68 @@ TEST_F(LockTableTest, CancelRacingAGrantHasExactlyOneOutcome) {
       ASSERT_TRUE(locks_.Release(Lease(waiter->result.value()->grant)).ok());
     }
     ASSERT_EQ(locks_.Describe("race", 0)->info.holders, 0) << round;
+  }
+}
+
+// A WaitCondition retry races the notify that decides the first call: the retry either takes the
+// wait over (the first call ends REQUEST_SUPERSEDED) or gets the answer the first call got; one
+// grant either way, and no second wait.
+TEST_F(LockTableTest, ConditionWaitRetryRacingItsNotifyHasOneOutcome) {
+  for (int round = 0; round < 300; ++round) {
+    GrantInfo held = MustAcquire(Params("m"));
+    WaitConditionParams wait{
+        .name = "c", .lease_id = held.lease_id, .request_id = absl::StrCat("race-", round)};
+    Capture<ConditionResult> first, retry;
+    locks_.WaitCondition(wait, first.Callback());
+    std::thread retrier([&] { locks_.WaitCondition(wait, retry.Callback()); });
+    ASSERT_TRUE(locks_.NotifyCondition("c", 1, true, "").ok());
+    retrier.join();
+    ASSERT_EQ(first.calls(), 1) << round;
+    absl::Time give_up = absl::Now() + absl::Seconds(20);
+    while (!retry.done() && absl::Now() < give_up) {  // a retry that took over waits for a notify
+      ASSERT_TRUE(locks_.NotifyCondition("c", 1, true, "").ok());
+      std::this_thread::yield();
+    }
+    ASSERT_EQ(retry.calls(), 1) << round;
+    ASSERT_TRUE(retry.value().ok()) << retry.status();
+    if (first.value().ok()) {
+      EXPECT_EQ(first.value()->grant.lease_id, retry.value()->grant.lease_id) << round;
+    } else {
+      EXPECT_EQ(Reason(first.status()), "REQUEST_SUPERSEDED") << round;
+    }
+    ASSERT_EQ(locks_.Stats().grants, 1) << round;
+    ASSERT_EQ(locks_.Stats().waiters, 0) << round;
+    ASSERT_TRUE(locks_.Release(Lease(retry.value()->grant)).ok());
+  }
+}
+
+// A WaitCondition retry races the cancel of the first call: it takes the wait over (the cancel
+// then finds nothing to withdraw) or finds it withdrawn (and the released lease); never stuck.
+TEST_F(LockTableTest, ConditionWaitRetryRacingACancelHasOneOutcome) {
+  for (int round = 0; round < 300; ++round) {
+    GrantInfo held = MustAcquire(Params("m"));
+    WaitConditionParams wait{
+        .name = "c", .lease_id = held.lease_id, .request_id = absl::StrCat("cancel-", round)};
+    Capture<ConditionResult> first, retry;
+    WaitHandle handle = locks_.WaitCondition(wait, first.Callback());
+    std::atomic<bool> cancelled{false};
+    std::thread canceller([&] { cancelled = locks_.Cancel(handle); });
+    WaitHandle retry_handle = locks_.WaitCondition(wait, retry.Callback());
+    canceller.join();
+    if (cancelled) {
+      EXPECT_EQ(first.calls(), 0) << round;
+      if (retry.done()) {
+        EXPECT_EQ(Reason(retry.status()), "LOCK_NOT_HELD") << round;
+      } else {
+        EXPECT_TRUE(locks_.Cancel(retry_handle)) << round;  // took the wait over, then it went
+      }
+    } else {
+      EXPECT_EQ(Reason(first.status()), "REQUEST_SUPERSEDED") << round;
+      EXPECT_FALSE(retry.done()) << round;
+      EXPECT_TRUE(locks_.Cancel(retry_handle)) << round;
+    }
+    ASSERT_EQ(locks_.Stats().waiters, 0) << round;
+    ASSERT_EQ(locks_.Stats().grants, 0) << round;
   }
 }
 
