@@ -251,6 +251,7 @@ void ToProto(const pool::PoolView& v, v1::Pool* out) {
   st->set_worker_restarts(v.stats.worker_restarts);
   st->set_worker_recycles(v.stats.worker_recycles);
   st->set_tasks_handed_ahead(v.stats.tasks_handed_ahead);
+  st->set_submits_waiting(v.stats.submits_waiting);
   st->set_oldest_queued_age_ms(v.stats.oldest_queued_age_ms);
   for (const auto& w : v.workers) {
     v1::PoolWorker* pw = out->add_workers();

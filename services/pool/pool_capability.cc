@@ -130,6 +130,10 @@ class PoolCapability final : public Capability {
                        {}};
     MetricFamily totals{
         "spindle_pool_tasks_total", "Finished pool tasks by outcome", MetricType::Counter, {}};
+    MetricFamily submits{"spindle_pool_submits_waiting",
+                         "Submit calls waiting for room in a full pool queue",
+                         MetricType::Gauge,
+                         {}};
     MetricFamily restarts{"spindle_pool_worker_restarts_total",
                           "Pool workers replaced after they died or failed to start",
                           MetricType::Counter,
@@ -139,6 +143,7 @@ class PoolCapability final : public Capability {
       double queued = 0, running = 0, backoff = 0;
       double succeeded = 0, failed = 0, timed_out = 0, cancelled = 0;
       double restarts = 0;
+      double submits_waiting = 0;
     };
     std::map<std::string, Sums> by_label;
     for (const pool::PoolView& v : table_->AllPools()) {
@@ -155,6 +160,7 @@ class PoolCapability final : public Capability {
       s.timed_out += static_cast<double>(v.stats.tasks_timed_out);
       s.cancelled += static_cast<double>(v.stats.tasks_cancelled);
       s.restarts += static_cast<double>(v.stats.worker_restarts);
+      s.submits_waiting += v.stats.submits_waiting;
     }
     for (const auto& [label, s] : by_label) {
       for (const auto& [state, value] :
@@ -173,12 +179,14 @@ class PoolCapability final : public Capability {
         AddSample(totals, value, {{"outcome", outcome}, {"pool", label}});
       }
       AddSample(restarts, s.restarts, {{"pool", label}});
+      AddSample(submits, s.submits_waiting, {{"pool", label}});
     }
     std::vector<MetricFamily> families;
     families.push_back(std::move(workers));
     families.push_back(std::move(tasks));
     families.push_back(std::move(totals));
     families.push_back(std::move(restarts));
+    families.push_back(std::move(submits));
     return families;
   }
 

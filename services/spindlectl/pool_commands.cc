@@ -44,6 +44,9 @@ void PrintPool(const v1::Pool& p) {
       static_cast<long>(s.tasks_failed()), static_cast<long>(s.tasks_timed_out()),
       static_cast<long>(s.tasks_cancelled()), static_cast<long>(s.tasks_submitted()),
       static_cast<long>(s.task_retries()), static_cast<long>(s.tasks_handed_ahead()));
+  if (s.submits_waiting() > 0) {
+    std::printf("  submits waiting for room: %d\n", s.submits_waiting());
+  }
   if (s.worker_restarts() > 0 || s.worker_recycles() > 0) {
     std::printf("  workers restarted %ld, recycled %ld\n", static_cast<long>(s.worker_restarts()),
                 static_cast<long>(s.worker_recycles()));

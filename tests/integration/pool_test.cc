@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -503,6 +505,71 @@ TEST_F(PoolTest, WaitTaskHonoursMaxWaitAndTheDeadline) {
   v1::CancelTaskResponse response;
   ASSERT_TRUE(stub_->CancelTask(&context, request, &response).ok());
   EXPECT_EQ(response.task().state(), v1::TASK_STATE_CANCELLED);
+}
+
+// A submit waiting for room in a full queue, retried with its request_id (its client gave up on the
+// connection, the server has not noticed yet): the retry takes the wait over and the task is
+// submitted once.
+TEST_F(PoolTest, RetryOfASubmitWaitingForRoomTakesItsWaitOverAndSubmitsOnce) {
+  v1::PoolSpec spec = CommandSpec(1);
+  spec.set_max_queued(1);
+  ASSERT_TRUE(Create(Name(), spec).ok());
+  std::string running = Submit(Name(), Command("sleep 60"));
+  ASSERT_TRUE(Eventually([&] { return Get(Name()).stats().tasks_running() == 1; }));
+  std::string queued = Submit(Name(), Command("true"));  // the queue is full now
+
+  v1::SubmitTaskRequest request;
+  request.set_pool(Name());
+  *request.mutable_task() = Command("true");
+  request.set_request_id("submit-retry-1");
+  request.set_wait(true);
+  struct Call {
+    grpc::ClientContext context;
+    v1::SubmitTaskRequest request;
+    v1::SubmitTaskResponse response;
+    std::promise<grpc::Status> status;
+  };
+  // Each call owns its state until its callback ran, also when an assertion ends the test early.
+  auto submit = [&](v1::PoolService::Stub& stub) {
+    auto call = std::make_shared<Call>();
+    Bound(call->context);
+    call->request = request;
+    stub.async()->SubmitTask(&call->context, &call->request, &call->response,
+                             [call](grpc::Status s) { call->status.set_value(std::move(s)); });
+    return call;
+  };
+  std::shared_ptr<Call> first = submit(*stub_);
+  ASSERT_TRUE(Eventually([&] { return Get(Name()).stats().submits_waiting() == 1; }));
+  // The retry comes on a connection of its own.
+  grpc::ChannelArguments args;
+  args.SetInt("spindle.test.retry", 1);  // not shared with channel_
+  auto other = grpc::CreateCustomChannel(server_->listen_address(),
+                                         grpc::InsecureChannelCredentials(), args);
+  auto other_stub = v1::PoolService::NewStub(other);
+  std::shared_ptr<Call> retry = submit(*other_stub);
+  auto first_status = first->status.get_future();
+  ASSERT_EQ(first_status.wait_for(kCallBound), std::future_status::ready);
+  grpc::Status superseded = first_status.get();
+  EXPECT_EQ(superseded.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(services::ReasonOf(superseded), "REQUEST_SUPERSEDED");
+  EXPECT_EQ(Get(Name()).stats().submits_waiting(), 1);  // one wait, not two
+
+  grpc::ClientContext context;
+  Bound(context);
+  v1::CancelTaskRequest cancel;
+  cancel.set_task_id(running);
+  v1::CancelTaskResponse cancelled;
+  ASSERT_TRUE(stub_->CancelTask(&context, cancel, &cancelled).ok());
+  auto retry_status = retry->status.get_future();
+  ASSERT_EQ(retry_status.wait_for(kCallBound), std::future_status::ready);
+  grpc::Status ok = retry_status.get();
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+  ASSERT_TRUE(retry->response.submitted());
+  EXPECT_EQ(Wait(retry->response.task().id()).state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(Wait(queued).state(), v1::TASK_STATE_SUCCEEDED);
+  v1::Pool pool = Get(Name());
+  EXPECT_EQ(pool.stats().tasks_submitted(), 3);  // running, queued and the retried one, once
+  EXPECT_EQ(pool.stats().submits_waiting(), 0);
 }
 
 TEST_F(PoolTest, BadRequestsGetTheRightCodes) {

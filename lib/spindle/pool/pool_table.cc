@@ -595,6 +595,9 @@ class PoolTable::Pool : public std::enable_shared_from_this<PoolTable::Pool> {
     v.stats.tasks_queued = static_cast<int64_t>(queue_.size()) + handed_ahead_count_;
     v.stats.tasks_backoff = backoff_count_;
     v.stats.tasks_running = running_count_;
+    v.stats.submits_waiting = static_cast<int32_t>(
+        std::count_if(submit_queue_.begin(), submit_queue_.end(),
+                      [this](PoolTable::WaiterId id) { return waiters_.contains(id); }));
     if (!queue_.empty()) {
       absl::Time oldest = absl::InfiniteFuture();
       // The queue is ordered by priority; scan for the oldest (bounded by max_queued).

@@ -182,6 +182,7 @@ struct PoolStats {
   int64_t worker_recycles = 0;
   int64_t oldest_queued_age_ms = 0;
   int64_t tasks_handed_ahead = 0;  // Given to a busy worker ahead of time (worker pools).
+  int32_t submits_waiting = 0;     // Submit calls waiting for room in a full queue now.
 };
 
 struct WorkerView {

@@ -362,11 +362,13 @@ TEST_F(PoolTableTest, RetryOfASubmitWaitingForRoomTakesItsWaitOverAndSubmitsOnce
         first_done.Notify();
       });
   ASSERT_NE(first_id, 0);
+  EXPECT_EQ(table_->GetPool("p", false)->stats.submits_waiting, 1);
   table_->Submit("p", {CallTask("echo")}, wait, [&](absl::StatusOr<PoolTable::SubmitResult> r) {
     retry = std::move(r);
     retry_done.Notify();
   });
   ASSERT_TRUE(first_done.WaitForNotificationWithTimeout(kBound));
+  EXPECT_EQ(table_->GetPool("p", false)->stats.submits_waiting, 1);  // one wait, not two
   EXPECT_EQ(first.status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(Reason(first.status()), "REQUEST_SUPERSEDED");
   EXPECT_FALSE(table_->CancelWait(first_id));  // the first call's id no longer withdraws it
@@ -376,6 +378,7 @@ TEST_F(PoolTableTest, RetryOfASubmitWaitingForRoomTakesItsWaitOverAndSubmitsOnce
   ASSERT_TRUE(retry.ok()) << retry.status();
   ASSERT_TRUE(retry->submitted);
   ASSERT_EQ(retry->tasks.size(), 1u);
+  EXPECT_EQ(table_->GetPool("p", false)->stats.submits_waiting, 0);
   EXPECT_EQ(Wait(retry->tasks[0].id).state, TaskState::kSucceeded);
   EXPECT_EQ(table_->GetPool("p", false)->stats.tasks_submitted, 3);  // once, not twice
   auto again = Submit("p", {CallTask("echo")}, wait);
