@@ -176,8 +176,15 @@ int WaitAndPrint(Cli& cli, const std::string& task_id) {
   return response.task().state() == v1::TASK_STATE_SUCCEEDED ? kOk : kError;
 }
 
+// How a submit meets a full queue, and its idempotency key.
+struct SubmitOptions {
+  bool no_wait = false;     // RESOURCE_EXHAUSTED at once instead of waiting for room
+  int64_t max_wait_ms = 0;  // bound on the wait for room (0: the call's deadline)
+  std::string request_id;
+};
+
 int Submit(Cli& cli, const std::string& pool, const WorkOptions& work, int priority,
-           int64_t timeout_ms, bool wait) {
+           int64_t timeout_ms, bool wait, const SubmitOptions& options) {
   grpc::Status status;
   auto kind = KindOf(cli, pool, &status);
   if (!kind.ok()) return cli.Fail(status);
@@ -191,12 +198,21 @@ int Submit(Cli& cli, const std::string& pool, const WorkOptions& work, int prior
   }
   request.mutable_task()->set_priority(priority);
   if (timeout_ms >= 0) request.mutable_task()->set_timeout_ms(timeout_ms);
-  request.set_wait(true);
+  request.set_wait(!options.no_wait);
+  request.set_max_wait_ms(options.max_wait_ms);
+  request.set_request_id(options.request_id);
   auto stub = v1::PoolService::NewStub(cli.channel());
   v1::SubmitTaskResponse response;
-  auto context = cli.Context();
+  // Waiting for room is bounded by --max-wait-ms (unless --timeout-ms was given), as queue put.
+  auto context = options.max_wait_ms > 0 ? cli.WaitContext(options.max_wait_ms) : cli.Context();
   status = stub->SubmitTask(context.get(), request, &response);
   if (!status.ok()) return cli.Fail(status);
+  if (!response.submitted()) {
+    cli.Print(response, [&](const google::protobuf::Message&) {
+      std::printf("not submitted: max wait ran out (the queue stayed full)\n");
+    });
+    return kTimeout;
+  }
   if (wait) return WaitAndPrint(cli, response.task().id());
   return cli.Print(response, [&](const google::protobuf::Message&) {
     std::printf("%s\n", response.task().id().c_str());
@@ -440,6 +456,7 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
       int priority = 0;
       int64_t timeout_ms = -1;
       bool wait = false;
+      SubmitOptions submit;
     };
     auto a = std::make_shared<Args>();
     auto* c = pool->add_subcommand("submit",
@@ -451,9 +468,18 @@ void AddPoolCommands(CLI::App& app, Cli& cli, int* exit_code) {
     c->add_option("--priority", a->priority, "-10..10, higher first");
     c->add_option("--timeout-ms", a->timeout_ms, "task timeout (0 = none)");
     c->add_flag("--wait", a->wait, "wait for the result and print it");
+    auto* no_wait = c->add_flag("--no-wait", a->submit.no_wait,
+                                "fail at once (exit 1, RESOURCE_EXHAUSTED) when the queue is full "
+                                "instead of waiting for room");
+    c->add_option("--max-wait-ms", a->submit.max_wait_ms,
+                  "give up waiting for room after this, ms (exit 4, nothing submitted)")
+        ->check(CLI::NonNegativeNumber)
+        ->excludes(no_wait);
+    c->add_option("--request-id", a->submit.request_id,
+                  "idempotency key: a retry returns the first submit's task");
     c->add_option("command", a->work.command, "command (command pools, after --)");
     c->callback([&cli, exit_code, a] {
-      *exit_code = Submit(cli, a->pool, a->work, a->priority, a->timeout_ms, a->wait);
+      *exit_code = Submit(cli, a->pool, a->work, a->priority, a->timeout_ms, a->wait, a->submit);
     });
   }
   {

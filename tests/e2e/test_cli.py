@@ -546,6 +546,39 @@ def test_pool_join_cancel_terminate(ctl):
     ctl.ok("pool", "delete", p)
 
 
+def test_pool_submit_to_a_full_queue(ctl):
+    p = "cli-pool-full"
+    ctl.ok("pool", "create", p, "--kind", "thread", "--size", "1", "--max-queued", "1")
+    running = ctl.ok("pool", "submit", p, "--call", "sleep", "--arg", "60000").strip()
+    queued = ctl.ok("pool", "submit", p, "--call", "sleep", "--arg", "60000").strip()
+    r = ctl("pool", "submit", p, "--no-wait", "--call", "echo")
+    assert r.returncode == ERROR and "POOL_QUEUE_FULL" in r.stderr
+    r = ctl("pool", "submit", p, "--max-wait-ms", "200", "--call", "echo")
+    assert r.returncode == TIMEOUT and "not submitted" in r.stdout
+    r = ctl("pool", "submit", p, "--max-wait-ms", "-1", "--call", "echo")
+    assert r.returncode == USAGE and "--max-wait-ms" in r.stderr
+    # A submit waiting for room shows in the pool's stats, and its retry takes the wait over.
+    first = ctl.popen("pool", "submit", p, "--request-id", "full-1", "--call", "echo")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        stats = ctl.json("pool", "status", p)[0]["pool"]["stats"]
+        if stats.get("submits_waiting") == 1:
+            break
+        time.sleep(0.02)
+    assert "submits waiting for room: 1" in ctl.ok("pool", "status", p)
+    retry = ctl.popen("pool", "submit", p, "--request-id", "full-1", "--call", "echo")
+    out, err = first.communicate(timeout=20)
+    assert first.returncode == CONFLICT and "REQUEST_SUPERSEDED" in err, (out, err)
+    assert "CANCELLED" in ctl.ok("pool", "cancel", running)
+    out, err = retry.communicate(timeout=20)
+    assert retry.returncode == OK, err
+    task = out.strip()
+    # Submitted once: a further retry returns the same task.
+    assert ctl.ok("pool", "submit", p, "--request-id", "full-1", "--call", "echo").strip() == task
+    ctl.ok("pool", "cancel", queued)
+    ctl.ok("pool", "delete", p, "--force")
+
+
 # ---- scheduler ----
 
 @pytest.fixture
