@@ -140,7 +140,6 @@ struct LockTable::Lock {
   bool Idle() const { return grants.empty() && waiters.empty() && others.empty(); }
 };
 
-// What a call given a request_id answered (see "Request ids" in the header).
 // A WaitCondition given a request_id, not answered yet. Its wait moves between waiter records
 // (the condition's, then the lock's), so a retry finds it by its token; the service's callback
 // sits here so that a retry taking the wait over can put its own in its place.
@@ -153,6 +152,7 @@ struct LockTable::ConditionCall {
   ConditionCallback done ABSL_GUARDED_BY(mu);
 };
 
+// What a call given a request_id answered (see "Request ids" in the header).
 struct LockTable::Answered {
   // A wait (Acquire, WaitBarrier) not decided yet: its waiter. 0 once answered.
   uint64_t waiter_id = 0;
