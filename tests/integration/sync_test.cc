@@ -117,6 +117,30 @@ class SyncTest : public ::testing::Test {
     return false;
   }
 
+  // Holds `lock` and returns a WaitCondition request on `condition` under that grant.
+  v1::WaitConditionRequest HeldConditionWait(const std::string& lock, const std::string& condition,
+                                             const std::string& request_id) {
+    v1::AcquireRequest acquire;
+    acquire.set_name(lock);
+    v1::WaitConditionRequest wait;
+    wait.set_name(condition);
+    wait.set_lease_id(MustAcquire(acquire).lease_id());
+    wait.set_request_id(request_id);
+    return wait;
+  }
+
+  // NotifyCondition under `lease_id`; returns how many waiters it woke (-1 when it failed).
+  int32_t Notify(const std::string& condition, const std::string& lease_id, bool all = false) {
+    v1::NotifyConditionRequest request;
+    request.set_name(condition);
+    request.set_lease_id(lease_id);
+    request.set_all(all);
+    v1::NotifyConditionResponse response;
+    grpc::Status status = locks_->NotifyCondition(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return status.ok() ? response.woken() : -1;
+  }
+
   std::string NewSession(int64_t ttl_ms = 10000) {
     v1::CreateSessionRequest request;
     request.set_ttl_ms(ttl_ms);
@@ -551,13 +575,9 @@ TEST_F(SyncTest, RetriesWithTheSameRequestIdActOnce) {
 TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
   const std::string lock = Name("/m");
   const std::string condition = Name("/c");
+  const v1::WaitConditionRequest wait = HeldConditionWait(lock, condition, "cond-wait-1");
   v1::AcquireRequest acquire;
   acquire.set_name(lock);
-  v1::LockGrant held = MustAcquire(acquire);
-  v1::WaitConditionRequest wait;
-  wait.set_name(condition);
-  wait.set_lease_id(held.lease_id());
-  wait.set_request_id("cond-wait-1");
   std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>> first;
   std::thread waiter([&] {
     v1::WaitConditionResponse response;
@@ -571,12 +591,7 @@ TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   v1::LockGrant notifier = MustAcquire(acquire);
-  v1::NotifyConditionRequest notify;
-  notify.set_name(condition);
-  notify.set_lease_id(notifier.lease_id());
-  v1::NotifyConditionResponse notified;
-  grpc::Status status = locks_->NotifyCondition(Context().get(), notify, &notified);
-  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(Notify(condition, notifier.lease_id()), 1);
   ASSERT_TRUE(Release(notifier.lease_id()).ok());
   auto done = first.get_future();
   ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
@@ -587,7 +602,7 @@ TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
 
   // As if that answer was lost: the retry names the lease the first call gave up.
   v1::WaitConditionResponse retry;
-  status = locks_->WaitCondition(Context().get(), wait, &retry);
+  grpc::Status status = locks_->WaitCondition(Context().get(), wait, &retry);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_TRUE(retry.notified());
   EXPECT_EQ(retry.grant().lease_id(), first_response.grant().lease_id());
@@ -599,13 +614,9 @@ TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
 TEST_F(SyncTest, ConditionWaitRetriedWhileItStillWaitsTakesTheWaitOver) {
   const std::string lock = Name("/m");
   const std::string condition = Name("/c");
+  const v1::WaitConditionRequest wait = HeldConditionWait(lock, condition, "cond-wait-2");
   v1::AcquireRequest acquire;
   acquire.set_name(lock);
-  v1::LockGrant held = MustAcquire(acquire);
-  v1::WaitConditionRequest wait;
-  wait.set_name(condition);
-  wait.set_lease_id(held.lease_id());
-  wait.set_request_id("cond-wait-2");
   auto call = [&](std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>>& answer) {
     v1::WaitConditionResponse response;
     auto context = Context();
@@ -626,14 +637,7 @@ TEST_F(SyncTest, ConditionWaitRetriedWhileItStillWaitsTakesTheWaitOver) {
   EXPECT_EQ(Describe(condition).lock().waiters(), 1);  // one wait, not two
 
   v1::LockGrant notifier = MustAcquire(acquire);
-  v1::NotifyConditionRequest notify;
-  notify.set_name(condition);
-  notify.set_lease_id(notifier.lease_id());
-  notify.set_all(true);
-  v1::NotifyConditionResponse notified;
-  grpc::Status status = locks_->NotifyCondition(Context().get(), notify, &notified);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(notified.woken(), 1);
+  EXPECT_EQ(Notify(condition, notifier.lease_id(), /*all=*/true), 1);
   ASSERT_TRUE(Release(notifier.lease_id()).ok());
   auto retry_done = retry.get_future();
   ASSERT_EQ(retry_done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
