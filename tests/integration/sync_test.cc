@@ -117,6 +117,30 @@ class SyncTest : public ::testing::Test {
     return false;
   }
 
+  // A WaitCondition call on a thread of its own, bounded by Context()'s deadline.
+  class BackgroundWait {
+   public:
+    BackgroundWait(v1::LockService::Stub& stub, v1::WaitConditionRequest request)
+        : thread_([this, &stub, request = std::move(request)] {
+            auto context = Context();
+            status_ = stub.WaitCondition(context.get(), request, &response_);
+          }) {}
+    ~BackgroundWait() { Join(); }
+    // The call's status and response once it ended.
+    std::pair<grpc::Status, v1::WaitConditionResponse> Answer() {
+      Join();
+      return {status_, response_};
+    }
+
+   private:
+    void Join() {
+      if (thread_.joinable()) thread_.join();
+    }
+    grpc::Status status_;
+    v1::WaitConditionResponse response_;
+    std::thread thread_;  // last: it starts once the fields it writes exist
+  };
+
   // Holds `lock` and returns a WaitCondition request on `condition` under that grant.
   v1::WaitConditionRequest HeldConditionWait(const std::string& lock, const std::string& condition,
                                              const std::string& request_id) {
@@ -578,13 +602,7 @@ TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
   const v1::WaitConditionRequest wait = HeldConditionWait(lock, condition, "cond-wait-1");
   v1::AcquireRequest acquire;
   acquire.set_name(lock);
-  std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>> first;
-  std::thread waiter([&] {
-    v1::WaitConditionResponse response;
-    auto context = Context();
-    grpc::Status status = locks_->WaitCondition(context.get(), wait, &response);
-    first.set_value({status, response});
-  });
+  BackgroundWait first(*locks_, wait);
   // The wait released the lock once it was registered on the condition.
   absl::Time give_up = absl::Now() + absl::Seconds(20);
   while (Describe(lock).lock().holders() != 0 && absl::Now() < give_up) {
@@ -593,10 +611,7 @@ TEST_F(SyncTest, ConditionWaitRetriedAfterALostAnswerGetsItsGrant) {
   v1::LockGrant notifier = MustAcquire(acquire);
   ASSERT_EQ(Notify(condition, notifier.lease_id()), 1);
   ASSERT_TRUE(Release(notifier.lease_id()).ok());
-  auto done = first.get_future();
-  ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-  auto [first_status, first_response] = done.get();
-  waiter.join();
+  auto [first_status, first_response] = first.Answer();
   ASSERT_TRUE(first_status.ok()) << first_status.error_message();
   ASSERT_TRUE(first_response.notified());
 
@@ -617,21 +632,11 @@ TEST_F(SyncTest, ConditionWaitRetriedWhileItStillWaitsTakesTheWaitOver) {
   const v1::WaitConditionRequest wait = HeldConditionWait(lock, condition, "cond-wait-2");
   v1::AcquireRequest acquire;
   acquire.set_name(lock);
-  auto call = [&](std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>>& answer) {
-    v1::WaitConditionResponse response;
-    auto context = Context();
-    grpc::Status status = locks_->WaitCondition(context.get(), wait, &response);
-    answer.set_value({status, response});
-  };
-  std::promise<std::pair<grpc::Status, v1::WaitConditionResponse>> first, retry;
-  std::thread first_thread(call, std::ref(first));
+  BackgroundWait first(*locks_, wait);
   ASSERT_TRUE(AwaitWaiters(condition, 1));  // registered on the condition
   // The first call's client timed out on its side and retries; the server still holds its wait.
-  std::thread retry_thread(call, std::ref(retry));
-  auto first_done = first.get_future();
-  ASSERT_EQ(first_done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-  auto [first_status, first_response] = first_done.get();
-  first_thread.join();
+  BackgroundWait retry(*locks_, wait);
+  auto [first_status, first_response] = first.Answer();
   EXPECT_EQ(first_status.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_EQ(services::ReasonOf(first_status), "REQUEST_SUPERSEDED");
   EXPECT_EQ(Describe(condition).lock().waiters(), 1);  // one wait, not two
@@ -639,10 +644,7 @@ TEST_F(SyncTest, ConditionWaitRetriedWhileItStillWaitsTakesTheWaitOver) {
   v1::LockGrant notifier = MustAcquire(acquire);
   EXPECT_EQ(Notify(condition, notifier.lease_id(), /*all=*/true), 1);
   ASSERT_TRUE(Release(notifier.lease_id()).ok());
-  auto retry_done = retry.get_future();
-  ASSERT_EQ(retry_done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-  auto [retry_status, retry_response] = retry_done.get();
-  retry_thread.join();
+  auto [retry_status, retry_response] = retry.Answer();
   ASSERT_TRUE(retry_status.ok()) << retry_status.error_message();
   EXPECT_TRUE(retry_response.notified());
   EXPECT_GT(retry_response.grant().fencing_token(), notifier.fencing_token());
