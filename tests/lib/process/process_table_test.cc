@@ -188,13 +188,17 @@ TEST_F(ProcessTableTest, TimeoutKillsTheProcess) {
 
 TEST_F(ProcessTableTest, TerminateKillsWholeTreeAfterGrace) {
   // The shell ignores TERM and starts a grandchild in another process group that ignores it too.
-  auto p = table_->Spawn(Cmd({"/bin/sh", "-c",
-                              "trap '' TERM; setsid sh -c 'trap \"\" TERM; sleep 100' & "
-                              "echo started; wait"}));
+  // The grandchild says so once its trap is set: a TERM before that would end it (and then the
+  // shell's wait) before the grace is over.
+  auto p =
+      table_->Spawn(Cmd({"/bin/sh", "-c",
+                         "trap '' TERM; setsid sh -c 'trap \"\" TERM; echo ready; sleep 100' & "
+                         "wait"}));
   ASSERT_TRUE(p.ok()) << p.status();
-  // Wait until the grandchild exists.
+  // Wait until the grandchild ignores TERM.
   absl::Time deadline = absl::Now() + kWait;
-  while (ReadAll(p->id, OutputStream::kStdout).empty() && absl::Now() < deadline) {
+  while (ReadAll(p->id, OutputStream::kStdout).find("ready") == std::string::npos &&
+         absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   std::vector<pid_t> before;
