@@ -50,6 +50,10 @@ void LockStreamReactor::OnReadDone(bool ok) {
     if (finished_ || cancelled_) {
       return;
     }
+    if (queue_.size() >= kMaxUnwritten) {
+      read_paused_ = true;  // the writer resumes reading once the client has read some answers
+      return;
+    }
   }
   StartRead(&request_);
 }
@@ -238,13 +242,23 @@ void LockStreamReactor::Pump() {
 }
 
 void LockStreamReactor::OnWriteDone(bool ok) {
+  bool resume_reading = false;
   {
     absl::MutexLock lock(&mu_);
     write_in_flight_ = false;
+    // Reading paused on a full answer queue; a write that completes is the only thing that
+    // shortens it (Pump takes the next answer only to write it), so reading resumes here.
+    if (ok && read_paused_ && queue_.size() < kMaxUnwritten && !finished_ && !cancelled_) {
+      read_paused_ = false;
+      resume_reading = true;
+    }
   }
   if (!ok) {
     WithdrawAll();  // the stream broke
     return;
+  }
+  if (resume_reading) {
+    StartRead(&request_);
   }
   Pump();
 }

@@ -3,8 +3,10 @@
 //
 // Reads run one at a time (gRPC's read loop), so operations naming the same lease apply in
 // arrival order. A waiting acquire is a continuation in the lock table; its answer is queued for
-// the single writer. When the stream breaks, pending acquires are withdrawn; a grant that was
-// already decided and can no longer be delivered is released. The reactor deletes itself once
+// the single writer. While kMaxUnwritten answers wait to be written no request is read, so a
+// client that sends without reading is held back by HTTP/2 flow control instead of making the
+// server buffer its answers. When the stream breaks, pending acquires are withdrawn; a grant that
+// was already decided and can no longer be delivered is released. The reactor deletes itself once
 // gRPC is done with it and no engine continuation still refers to it.
 //
 // Thread-safety: reactions and engine continuations may run concurrently; state is under mu_,
@@ -32,6 +34,8 @@ class LockStreamReactor final
  public:
   // Most operations pending on one stream.
   static constexpr size_t kMaxPending = 65536;
+  // Most answers held for a client that does not read; past it reading pauses until it does.
+  static constexpr size_t kMaxUnwritten = 64;
 
   LockStreamReactor(grpc::CallbackServerContext* context, sync::LockTable& locks);
 
@@ -65,6 +69,8 @@ class LockStreamReactor final
   // Acquires in flight by call_id; the handle is empty until Acquire() returned.
   absl::flat_hash_map<uint64_t, sync::WaitHandle> pending_ ABSL_GUARDED_BY(mu_);
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  // No read is outstanding because kMaxUnwritten answers wait; OnWriteDone resumes reading.
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   // 1 for gRPC (until OnDone) + 1 per engine continuation not yet run.

@@ -821,6 +821,44 @@ TEST_F(SyncTest, LockStreamCarriesManyOperationsInFlight) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST_F(SyncTest, LockStreamClientThatSendsWithoutReadingLosesNoAnswer) {
+  // 10,000 try-acquires of a held lock sent before one answer is read: far more than the server
+  // holds for a client that does not read, so reading pauses and flow control holds the writer.
+  constexpr int kTries = 10'000;
+  const std::string name = Name();
+  v1::AcquireRequest hold;
+  hold.set_name(name);
+  v1::LockGrant grant = MustAcquire(hold);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  auto stream = locks_->LockStream(&context);
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    v1::LockStreamRequest request;
+    request.mutable_acquire()->set_name(name);
+    for (int id = 1; id <= kTries; ++id) {
+      request.set_call_id(id);
+      if (!stream->Write(request)) break;
+      written.fetch_add(1);
+    }
+    stream->WritesDone();
+  });
+  int answered = 0;
+  bool in_order = true;
+  v1::LockStreamResponse response;
+  while (stream->Read(&response)) {
+    ++answered;
+    in_order = in_order && response.call_id() == static_cast<uint64_t>(answered) &&
+               response.status().code() == 0 && !response.acquire().acquired();
+  }
+  writer.join();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(written.load(), kTries);
+  EXPECT_EQ(answered, kTries);
+  EXPECT_TRUE(in_order) << "every try answered not acquired, in arrival order";
+  ASSERT_TRUE(Release(grant.lease_id()).ok());
+}
+
 TEST_F(SyncTest, MetricsCountAcquisitions) {
   v1::AcquireRequest request;
   request.set_name(Name());
