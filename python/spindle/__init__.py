@@ -32,14 +32,14 @@ from spindle.processes import FetchResult
 from spindle.queues import Delivery, Queue
 from spindle.session import LockLost, Session
 from spindle.sync import Barrier, BoundedSemaphore, Condition, Event, Grant, Lock, RLock, Semaphore
-from spindle.values import ABSENT, SharedDict, Value, Versioned
+from spindle.values import ABSENT, Pipeline, SharedDict, Value, Versioned
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Client", "DEFAULT_ADDRESS",
     "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Barrier", "Condition", "Grant",
-    "Session", "LockLost", "Queue", "Delivery", "Value", "SharedDict", "Versioned", "ABSENT",
+    "Session", "LockLost", "Queue", "Delivery", "Value", "SharedDict", "Versioned", "ABSENT", "Pipeline",
     "Pool", "Task", "TaskEvent", "TaskResult", "FetchResult",
     "Error", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
     "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",

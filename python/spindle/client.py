@@ -32,7 +32,7 @@ from spindle.processes import FetchResult, fetch_urls, run
 from spindle.queues import Queue
 from spindle.session import Session
 from spindle.sync import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
-from spindle.values import SharedDict, Value
+from spindle.values import Pipeline, SharedDict, Value
 
 __all__ = ["Client", "DEFAULT_ADDRESS"]
 
@@ -190,6 +190,10 @@ class Client:
     def dict(self, name: str) -> SharedDict:
         """A named shared map as a dict (``Manager().dict()``)."""
         return SharedDict(self, name)
+
+    def value_pipeline(self) -> Pipeline:
+        """Value operations sent together on one stream (see :class:`spindle.values.Pipeline`)."""
+        return Pipeline(self)
 
     # Pools, processes, fetches.
 

@@ -18,7 +18,11 @@ Python                      value type
 Arrays and maps have elements: ``v[3]``, ``v["k"]``, ``v.add(1, key="k")``, ``v.cas(0, 1, index=2)``.
 ``client.dict("name")`` wraps a MAP value as a ``MutableMapping``.
 
-Thread-safety: thread-safe (every method is one rpc).
+``client.value_pipeline()`` queues many operations and sends them on one ValueStream, without a
+round trip each (Redis pipelining): ``p.add("hits"); p.get("hits"); p.execute()``.
+
+Thread-safety: Value and SharedDict are thread-safe (every method is one rpc); a Pipeline belongs
+to one thread.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, MutableMapping, Na
                     Tuple, Union)
 
 from spindle import _rpc
-from spindle.errors import NotFound
+from spindle.errors import Error, NotFound, from_status
 
 if TYPE_CHECKING:
     from spindle.client import Client
     from spindle.sync import Lock
 
-__all__ = ["Value", "SharedDict", "Versioned", "ABSENT"]
+__all__ = ["Value", "SharedDict", "Versioned", "ABSENT", "Pipeline"]
 
 Element = Union[int, str, None]
 #: A write guard: a held :class:`spindle.Lock`, or (lock name, fencing token).
@@ -159,10 +163,17 @@ class Value:
 
     def read(self, *, index: Optional[int] = None, key: Optional[str] = None) -> Versioned:
         """The value (or one element) with its version. Raises :class:`spindle.NotFound` if absent."""
+        return self._read_result(self._unary("GetValue", self._read_request(index, key)),
+                                 index is not None or key is not None)
+
+    def _read_request(self, index: Optional[int], key: Optional[str]) -> Any:
         request = self._pb.GetValueRequest(name=self.name)
         self._element(request, index, key)
-        response = self._unary("GetValue", request)
-        if index is not None or key is not None:
+        return request
+
+    @staticmethod
+    def _read_result(response: Any, element: bool) -> Versioned:
+        if element:
             return Versioned(_from_scalar(response.element_data), response.entry.version)
         return Versioned(from_data(response.entry.data), response.entry.version)
 
@@ -189,6 +200,11 @@ class Value:
                 applies only while that grant is current (else :class:`spindle.Aborted`, reason
                 STALE_FENCING_TOKEN).
         """
+        return self._unary("SetValue", self._set_request(value, index, key, if_version, if_absent,
+                                                         ttl, fence)).entry.version
+
+    def _set_request(self, value: Any, index: Optional[int], key: Optional[str], if_version: int,
+                     if_absent: bool, ttl: Optional[float], fence: Fence) -> Any:
         if index is not None or key is not None:
             data = self._pb.ValueData()
             _scalar_to_pb(self._pb, value, data)
@@ -199,11 +215,15 @@ class Value:
                                            ttl_ms=int(ttl * 1000) if ttl else 0)
         self._element(request, index, key)
         self._fence(request, fence)
-        return self._unary("SetValue", request).entry.version
+        return request
 
     def add(self, delta: Union[int, float] = 1, *, index: Optional[int] = None, key: Optional[str] = None,
             fence: Fence = None) -> Union[int, float]:
         """Atomically adds ``delta`` (creating the value or key as 0); returns the new number."""
+        return _from_scalar(self._unary("AddToValue", self._add_request(delta, index, key, fence)).result)
+
+    def _add_request(self, delta: Union[int, float], index: Optional[int], key: Optional[str],
+                     fence: Fence) -> Any:
         request = self._pb.AddToValueRequest(name=self.name)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)):
             raise TypeError("delta must be an int or a float")
@@ -213,7 +233,7 @@ class Value:
             request.double_delta = delta
         self._element(request, index, key)
         self._fence(request, fence)
-        return _from_scalar(self._unary("AddToValue", request).result)
+        return request
 
     def cas(self, expected: Any, new: Any, *, index: Optional[int] = None, key: Optional[str] = None,
             version: Optional[int] = None, fence: Fence = None) -> bool:
@@ -223,6 +243,11 @@ class Value:
         comparison is on the version instead and ``expected`` is ignored. Equality is of type and
         data (int 5 != float 5.0). Returns whether it swapped; a failed comparison is not an error.
         """
+        return self._unary("CompareAndSwapValue",
+                           self._cas_request(expected, new, index, key, version, fence)).swapped
+
+    def _cas_request(self, expected: Any, new: Any, index: Optional[int], key: Optional[str],
+                     version: Optional[int], fence: Fence) -> Any:
         element = index is not None or key is not None
         new_data = self._pb.ValueData()
         if element:
@@ -240,13 +265,16 @@ class Value:
             request.expected_value.CopyFrom(to_data(self._pb, expected))
         self._element(request, index, key)
         self._fence(request, fence)
-        return self._unary("CompareAndSwapValue", request).swapped
+        return request
 
     def delete(self, *, key: Optional[str] = None) -> None:
         """Deletes the value (or one map key). Raises :class:`spindle.NotFound` if absent."""
+        self._unary("DeleteValue", self._delete_request(key))
+
+    def _delete_request(self, key: Optional[str]) -> Any:
         request = self._pb.DeleteValueRequest(name=self.name)
         self._element(request, None, key)
-        self._unary("DeleteValue", request)
+        return request
 
     def keys(self) -> List[str]:
         """A map's keys, sorted."""
@@ -334,3 +362,96 @@ class SharedDict(MutableMapping):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return f"<spindle.SharedDict {self.name!r}>"
+
+
+class Pipeline:
+    """Value operations queued, then sent together on one ValueStream by :meth:`execute`.
+
+    Each method queues one operation (same arguments as :class:`Value`'s) and returns the
+    pipeline, so calls chain. :meth:`execute` sends them all, in order, and returns their results
+    in that order: ``get`` the value, ``read`` a :class:`Versioned`, ``set`` the new version,
+    ``add`` the new number, ``cas`` whether it swapped, ``delete`` None. The server applies them
+    one at a time in that order; a failed one changes nothing and the rest still run. As a context
+    manager the pipeline executes on a clean exit.
+    """
+
+    def __init__(self, client: "Client") -> None:
+        self._client = client
+        self._pb = client.pb.value_pb2
+        self._ops: List[Tuple[Any, Any]] = []  # (request, how to turn the answer into a result)
+
+    def _queue(self, arm: str, request: Any, result: Any) -> "Pipeline":
+        message = self._pb.ValueStreamRequest(call_id=len(self._ops) + 1)
+        getattr(message, arm).CopyFrom(request)
+        self._ops.append((message, result))
+        return self
+
+    def read(self, name: str, *, index: Optional[int] = None, key: Optional[str] = None) -> "Pipeline":
+        element = index is not None or key is not None
+        return self._queue("get_value", Value(self._client, name)._read_request(index, key),
+                           lambda r: Value._read_result(r.get_value, element))
+
+    def get(self, name: str, *, index: Optional[int] = None, key: Optional[str] = None) -> "Pipeline":
+        element = index is not None or key is not None
+        return self._queue("get_value", Value(self._client, name)._read_request(index, key),
+                           lambda r: Value._read_result(r.get_value, element).value)
+
+    def set(self, name: str, value: Any, *, index: Optional[int] = None, key: Optional[str] = None,
+            if_version: int = 0, if_absent: bool = False, ttl: Optional[float] = None,
+            fence: Fence = None) -> "Pipeline":
+        request = Value(self._client, name)._set_request(value, index, key, if_version, if_absent,
+                                                        ttl, fence)
+        return self._queue("set_value", request, lambda r: r.set_value.entry.version)
+
+    def add(self, name: str, delta: Union[int, float] = 1, *, index: Optional[int] = None,
+            key: Optional[str] = None, fence: Fence = None) -> "Pipeline":
+        request = Value(self._client, name)._add_request(delta, index, key, fence)
+        return self._queue("add_to_value", request, lambda r: _from_scalar(r.add_to_value.result))
+
+    def cas(self, name: str, expected: Any, new: Any, *, index: Optional[int] = None,
+            key: Optional[str] = None, version: Optional[int] = None, fence: Fence = None) -> "Pipeline":
+        request = Value(self._client, name)._cas_request(expected, new, index, key, version, fence)
+        return self._queue("compare_and_swap_value", request,
+                           lambda r: r.compare_and_swap_value.swapped)
+
+    def delete(self, name: str, *, key: Optional[str] = None) -> "Pipeline":
+        return self._queue("delete_value", Value(self._client, name)._delete_request(key),
+                           lambda r: None)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def execute(self, *, raise_on_error: bool = True) -> List[Any]:
+        """Sends the queued operations and returns their results in order; the queue is emptied.
+
+        A failed operation raises its :class:`spindle.Error` (the first one, after every
+        operation ran) or, with ``raise_on_error=False``, stands in the list as that Error.
+        """
+        ops, self._ops = self._ops, []
+        if not ops:
+            return []
+        stub = self._client.stubs.value
+        call = stub.ValueStream(iter([request for request, _ in ops]),
+                                timeout=self._client.call_timeout, metadata=self._client.metadata)
+        results: List[Any] = []
+        first_error: Optional[Error] = None
+        for answer in _rpc.stream(call):
+            _, convert = ops[len(results)]
+            if answer.status.code != 0:
+                error = from_status(answer.status)
+                first_error = first_error or error
+                results.append(error)
+            else:
+                results.append(convert(answer))
+        if len(results) != len(ops):
+            raise Error(f"{len(results)} of {len(ops)} operations were answered")
+        if raise_on_error and first_error is not None:
+            raise first_error
+        return results
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is None:
+            self.execute()

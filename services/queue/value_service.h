@@ -1,7 +1,8 @@
 // ValueService (protos/spindle/v1/value.proto) on the callback API over the value store.
 //
 // Every unary rpc validates, converts, calls the ValueStore and finishes on the calling thread
-// (no value call waits). WatchValues is a server-streaming reactor (watch_reactor.h).
+// (no value call waits). The same operations, as messages, make up the ValueStream
+// (value_stream_reactor.h). WatchValues is a server-streaming reactor (watch_reactor.h).
 //
 // Thread-safety: thread-safe.
 #ifndef SPINDLE_SERVICES_QUEUE_VALUE_SERVICE_H_
@@ -9,6 +10,7 @@
 
 #include <functional>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "services/common/stream_set.h"
 #include "services/queue/convert.h"
@@ -48,6 +50,17 @@ class ValueServiceImpl final : public v1::ValueService::CallbackService {
                                        v1::ListValuesResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchValuesResponse>* WatchValues(
       grpc::CallbackServerContext* context, const v1::WatchValuesRequest* request) override;
+  grpc::ServerBidiReactor<v1::ValueStreamRequest, v1::ValueStreamResponse>* ValueStream(
+      grpc::CallbackServerContext* context) override;
+
+  // The operations behind the unary rpcs and ValueStream: validate, apply, fill `response`.
+  // Each counts itself. On an error `response` may be partly filled; callers drop it.
+  absl::Status Get(const v1::GetValueRequest& request, v1::GetValueResponse* response);
+  absl::Status Set(const v1::SetValueRequest& request, v1::SetValueResponse* response);
+  absl::Status Add(const v1::AddToValueRequest& request, v1::AddToValueResponse* response);
+  absl::Status CompareAndSwap(const v1::CompareAndSwapValueRequest& request,
+                              v1::CompareAndSwapValueResponse* response);
+  absl::Status Delete(const v1::DeleteValueRequest& request, v1::DeleteValueResponse* response);
 
  private:
   value::ValueStore& store_;

@@ -147,7 +147,7 @@ int ExitCodeFor(grpc::StatusCode code) {
   }
 }
 
-int Cli::Fail(const grpc::Status& status) const {
+const char* StatusCodeName(grpc::StatusCode code) {
   static constexpr const char* kNames[] = {"OK",
                                            "CANCELLED",
                                            "UNKNOWN",
@@ -165,8 +165,12 @@ int Cli::Fail(const grpc::Status& status) const {
                                            "UNAVAILABLE",
                                            "DATA_LOSS",
                                            "UNAUTHENTICATED"};
-  const int code = static_cast<int>(status.error_code());
-  const char* name = code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+  const int index = static_cast<int>(code);
+  return index >= 0 && index <= 16 ? kNames[index] : "UNKNOWN";
+}
+
+int Cli::Fail(const grpc::Status& status) const {
+  const char* name = StatusCodeName(status.error_code());
   const std::string reason = services::ReasonOf(status);
   if (options_.json) {
     nlohmann::json error = {

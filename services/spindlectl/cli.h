@@ -82,6 +82,9 @@ class Cli {
 // Maps a status code to an exit code (see the header comment).
 int ExitCodeFor(grpc::StatusCode code);
 
+// The status code's name as gRPC spells it ("NOT_FOUND").
+const char* StatusCodeName(grpc::StatusCode code);
+
 // Protobuf message as one-line JSON (proto3 JSON mapping, default values included).
 std::string ToJson(const google::protobuf::Message& message);
 

@@ -1,17 +1,28 @@
-// spindlectl value get|set|add|cas|delete|list|watch
+// spindlectl value get|set|add|cas|delete|list|watch|pipe
 //
 // Values on the command line: --type int64|double|string|bytes|int64-array|double-array (arrays
 // comma-separated, e.g. 1,2,3); without --type a number that parses as int64 is an int64, else as
 // a double a double, else a string. Human output prints the data ("42", "[1, 2]", "{k: v}");
 // --json prints each response as one JSON line.
+//
+// `value pipe` reads operations from stdin, one per line ("get NAME", "set NAME DATA",
+// "add NAME DELTA", "delete NAME"; blank lines and # comments skipped), sends them all on one
+// ValueStream and prints one line per operation in input order: what the single command prints,
+// or "error CODE[ REASON]: message". A malformed line is reported with its number before anything
+// is sent. Exit status: 0 when every operation succeeded, else the code of the first failure.
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "services/common/status_convert.h"
 #include "services/spindlectl/cli.h"
 #include "spindle/v1/value.grpc.pb.h"
 
@@ -336,6 +347,122 @@ int Watch(Cli& cli, const ValueArgs& a) {
   return status.ok() ? kOk : cli.Fail(status);
 }
 
+// One line of `value pipe` as a stream request; false (with the problem on stderr) if malformed.
+bool ParsePipeLine(int line_number, absl::string_view line, uint64_t call_id,
+                   v1::ValueStreamRequest* request) {
+  std::vector<std::string> parts =
+      absl::StrSplit(line, absl::MaxSplits(absl::ByAnyChar(" \t"), 2), absl::SkipEmpty());
+  auto bad = [&](const char* what) {
+    std::fprintf(stderr, "spindlectl: line %d: %s: '%s'\n", line_number, what,
+                 std::string(line).c_str());
+    return false;
+  };
+  if (parts.size() < 2) return bad("expected an operation and a name");
+  const std::string& op = parts[0];
+  const std::string& name = parts[1];
+  const bool has_arg = parts.size() == 3;
+  request->set_call_id(call_id);
+  if (op == "get" || op == "delete") {
+    if (has_arg) return bad("get and delete take only a name");
+    if (op == "get") {
+      request->mutable_get_value()->set_name(name);
+    } else {
+      request->mutable_delete_value()->set_name(name);
+    }
+    return true;
+  }
+  if (!has_arg) return bad("set and add take a name and a value");
+  if (op == "set") {
+    request->mutable_set_value()->set_name(name);
+    return ParseData("value", parts[2], "", request->mutable_set_value()->mutable_data()) ||
+           bad("bad value");
+  }
+  if (op == "add") {
+    auto* add = request->mutable_add_to_value();
+    add->set_name(name);
+    int64_t i;
+    double d;
+    if (absl::SimpleAtoi(parts[2], &i)) {
+      add->set_int64_delta(i);
+    } else if (absl::SimpleAtod(parts[2], &d)) {
+      add->set_double_delta(d);
+    } else {
+      return bad("the delta is not a number");
+    }
+    return true;
+  }
+  return bad("the operation is not one of get, set, add, delete");
+}
+
+// The line `value pipe` prints for one answer.
+std::string PipeText(const v1::ValueStreamResponse& response) {
+  if (response.status().code() != 0) {
+    grpc::Status status(static_cast<grpc::StatusCode>(response.status().code()),
+                        response.status().message(), response.status().SerializeAsString());
+    std::string reason = services::ReasonOf(status);
+    return absl::StrCat("error ", StatusCodeName(status.error_code()),
+                        reason.empty() ? "" : " " + reason, ": ", status.error_message());
+  }
+  switch (response.result_case()) {
+    case v1::ValueStreamResponse::kGetValue:
+      return DataText(response.get_value().entry().data());
+    case v1::ValueStreamResponse::kSetValue:
+      return absl::StrCat("version ", response.set_value().entry().version());
+    case v1::ValueStreamResponse::kAddToValue:
+      return ScalarText(response.add_to_value().result());
+    case v1::ValueStreamResponse::kDeleteValue:
+      return absl::StrCat("deleted at version ", response.delete_value().version());
+    default:
+      return "ok";
+  }
+}
+
+int Pipe(Cli& cli, const ValueArgs&) {
+  std::vector<v1::ValueStreamRequest> requests;
+  std::string line;
+  for (int number = 1; std::getline(std::cin, line); ++number) {
+    absl::string_view text = absl::StripAsciiWhitespace(line);
+    if (text.empty() || text.front() == '#') continue;
+    v1::ValueStreamRequest request;
+    if (!ParsePipeLine(number, text, requests.size() + 1, &request)) return kUsage;
+    requests.push_back(std::move(request));
+  }
+  if (requests.empty()) return kOk;
+  auto stub = v1::ValueService::NewStub(cli.channel());
+  auto context = cli.WaitContext(0);
+  auto stream = stub->ValueStream(context.get());
+  // The server answers in order and holds back a writer that runs ahead of the reads, so one
+  // thread writes everything while this one prints.
+  std::thread writer([&] {
+    for (const auto& request : requests) {
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  int code = kOk;
+  size_t answered = 0;
+  v1::ValueStreamResponse response;
+  while (stream->Read(&response)) {
+    ++answered;
+    if (cli.options().json) {
+      std::printf("%s\n", ToJson(response).c_str());
+    } else {
+      std::printf("%s\n", PipeText(response).c_str());
+    }
+    if (code == kOk && response.status().code() != 0) {
+      code = ExitCodeFor(static_cast<grpc::StatusCode>(response.status().code()));
+    }
+  }
+  writer.join();
+  grpc::Status status = stream->Finish();
+  if (!status.ok()) return cli.Fail(status);
+  if (answered != requests.size()) {
+    std::fprintf(stderr, "spindlectl: %zu of %zu operations answered\n", answered, requests.size());
+    return kError;
+  }
+  return code;
+}
+
 }  // namespace
 
 void AddValueCommands(CLI::App& app, Cli& cli, int* exit_code) {
@@ -408,6 +535,10 @@ void AddValueCommands(CLI::App& app, Cli& cli, int* exit_code) {
   watch->add_flag("--initial-state", a->initial_state, "first print the current values");
   watch->add_option("--count", a->count, "stop after this many events (0: until cancelled)");
   watch->callback(run(&Watch));
+
+  auto* pipe = value->add_subcommand(
+      "pipe", "apply operations read from stdin (get|set|add|delete NAME [DATA]) on one stream");
+  pipe->callback(run(&Pipe));
 }
 
 }  // namespace spindle::cli

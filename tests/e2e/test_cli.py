@@ -493,6 +493,35 @@ def test_value_commands(ctl):
     assert ctl("value", "get", "cli-value-array").returncode == NOT_FOUND
 
 
+def test_value_pipe(ctl):
+    """value pipe: every stdin line on one ValueStream, one answer line each, in input order."""
+    script = ("# a comment, then a blank line\n\n"
+              "set cli-pipe 10\nadd cli-pipe 5\nget cli-pipe\nadd cli-pipe-text 1\n"
+              "set cli-pipe-text hello world\nadd cli-pipe-text 1\ndelete cli-pipe\nget cli-pipe\n")
+    r = ctl("value", "pipe", input=script)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 8, r.stdout + r.stderr
+    assert lines[0].startswith("version ") and lines[1:3] == ["15", "15"]
+    assert lines[3] == "1" and lines[4].startswith("version ")
+    assert lines[5].startswith("error FAILED_PRECONDITION TYPE_MISMATCH: ")
+    assert lines[6].startswith("deleted at version ")
+    assert lines[7].startswith("error NOT_FOUND VALUE_NOT_FOUND: ")
+    assert r.returncode == CONFLICT, "the first failure's exit code"
+    assert ctl.ok("value", "get", "cli-pipe-text") == "hello world\n"
+    # Many operations: the CLI writes while it reads, the server holds a writer back; all answered.
+    r = ctl("value", "pipe", input="add cli-pipe-many 1\n" * 5000)
+    assert r.returncode == OK and r.stdout.splitlines() == [str(i) for i in range(1, 5001)]
+    answers = ctl.json("value", "pipe", input="get cli-pipe-many\n")
+    assert answers[0]["call_id"] == "1" and answers[0]["get_value"]["entry"]["data"] == {
+        "int64_value": "5000"}
+    # A malformed line: nothing is sent, the line is named.
+    r = ctl("value", "pipe", input="add cli-pipe-bad 1\nfrob cli-pipe-bad\n")
+    assert r.returncode == USAGE and "line 2" in r.stderr and r.stdout == ""
+    assert ctl("value", "get", "cli-pipe-bad").returncode == NOT_FOUND
+    r = ctl("value", "pipe", input="add cli-pipe-bad one\n")
+    assert r.returncode == USAGE and "not a number" in r.stderr
+
+
 # ---- pools ----
 
 def test_pool_commands(ctl):

@@ -93,3 +93,20 @@ def test_metrics_move_with_calls(channel, spindled):
 def test_sigterm_exits_zero(spindled):
     assert spindled.stop() == 0
     assert any("event=stopped" in line for line in spindled.logs)
+
+
+def test_value_stream_from_python(channel):
+    """A bidi ValueStream driven by Python's generated stub: answers in order, errors per call."""
+    from spindle.v1 import value_pb2 as v, value_pb2_grpc as vg
+    requests = [v.ValueStreamRequest(call_id=i, add_to_value=v.AddToValueRequest(
+        name="py-stream", int64_delta=1)) for i in range(1, 1001)]
+    requests.append(v.ValueStreamRequest(call_id=1001, get_value=v.GetValueRequest(
+        name="py-stream-never-set")))
+    requests.append(v.ValueStreamRequest(call_id=1002))  # no operation
+    answers = list(vg.ValueServiceStub(channel).ValueStream(iter(requests), timeout=30))
+    assert [a.call_id for a in answers] == list(range(1, 1003))
+    assert [a.add_to_value.result.int64_value for a in answers[:1000]] == list(range(1, 1001))
+    assert answers[1000].status.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert answers[1001].status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "call 1002" in answers[1001].status.message
+    assert not answers[1001].HasField("add_to_value")

@@ -493,6 +493,33 @@ def test_value_types_add_and_cas(client):
     assert err.value.reason == "TYPE_MISMATCH"
 
 
+def test_value_pipeline(client):
+    hits, text = name("pipe-hits"), name("pipe-text")
+    p = client.value_pipeline()
+    p.set(hits, 10).add(hits, 5).get(hits).read(hits).set(text, "x").add(text, 1).cas(hits, 15, 20)
+    p.delete(hits).get(hits)
+    assert len(p) == 9
+    results = p.execute(raise_on_error=False)
+    assert len(p) == 0 and len(results) == 9
+    assert isinstance(results[0], int) and results[1:3] == [15, 15]
+    assert results[3].value == 15 and results[3].version > results[0]
+    assert isinstance(results[5], spindle.FailedPrecondition) and results[5].reason == "TYPE_MISMATCH"
+    assert results[6] is True and results[7] is None
+    assert isinstance(results[8], spindle.NotFound) and results[8].reason == "VALUE_NOT_FOUND"
+    # raise_on_error (the default): the first failure is raised after every operation ran.
+    p.add(hits, 1).add(text, 1).add(hits, 1)
+    with pytest.raises(spindle.FailedPrecondition):
+        p.execute()
+    assert client.value(hits).get() == 2
+    # Many operations in one go, as a context manager.
+    counter = name("pipe-many")
+    with client.value_pipeline() as many:
+        for _ in range(3000):
+            many.add(counter)
+    assert client.value(counter).get() == 3000
+    assert client.value_pipeline().execute() == []
+
+
 def test_fenced_writes(client, other):
     lock_name = name("fence")
     v = client.value(name("fenced"))

@@ -446,6 +446,244 @@ TEST_F(ValueServiceTest, ListPagesInNameOrder) {
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
 }
 
+// ---- ValueStream ----
+
+using ValueStream = grpc::ClientReaderWriter<v1::ValueStreamRequest, v1::ValueStreamResponse>;
+
+v1::ValueStreamRequest StreamAdd(uint64_t call_id, const std::string& name, int64_t delta) {
+  v1::ValueStreamRequest request;
+  request.set_call_id(call_id);
+  request.mutable_add_to_value()->set_name(name);
+  request.mutable_add_to_value()->set_int64_delta(delta);
+  return request;
+}
+
+// The status of a stream answer as a grpc::Status, so ReasonOf can read its ErrorInfo.
+grpc::Status StatusOf(const v1::ValueStreamResponse& response) {
+  return grpc::Status(static_cast<grpc::StatusCode>(response.status().code()),
+                      response.status().message(), response.status().SerializeAsString());
+}
+
+TEST_F(ValueServiceTest, ValueStreamAppliesEachOperationInOrderAndAnswersEach) {
+  auto context = Context();
+  std::unique_ptr<ValueStream> stream = stub_->ValueStream(context.get());
+  v1::ValueStreamRequest request;
+  request.set_call_id(1);
+  request.mutable_set_value()->set_name(name_);
+  request.mutable_set_value()->mutable_data()->set_int64_value(5);
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Write(StreamAdd(2, name_, 3)));
+  request.Clear();
+  request.set_call_id(3);
+  request.mutable_get_value()->set_name(name_);
+  ASSERT_TRUE(stream->Write(request));
+  request.Clear();
+  request.set_call_id(4);
+  auto* cas = request.mutable_compare_and_swap_value();
+  cas->set_name(name_);
+  cas->mutable_expected_value()->set_int64_value(8);
+  cas->mutable_new_value()->set_int64_value(80);
+  ASSERT_TRUE(stream->Write(request));
+  request.set_call_id(5);  // the same swap again: 8 is gone, so it is not swapped
+  ASSERT_TRUE(stream->Write(request));
+  request.Clear();
+  request.set_call_id(6);
+  request.mutable_delete_value()->set_name(name_);
+  ASSERT_TRUE(stream->Write(request));
+  request.Clear();
+  request.set_call_id(7);
+  request.mutable_get_value()->set_name(name_);
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->WritesDone());
+
+  std::vector<v1::ValueStreamResponse> answers;
+  v1::ValueStreamResponse response;
+  while (stream->Read(&response)) {
+    answers.push_back(response);
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_THAT(answers, SizeIs(7));
+  for (size_t i = 0; i < answers.size(); ++i) {
+    EXPECT_EQ(answers[i].call_id(), i + 1) << "answers come in request order";
+  }
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(answers[i].status().code(), 0)
+        << "call " << i + 1 << ": " << answers[i].status().message();
+  }
+  EXPECT_GT(answers[0].set_value().entry().version(), 0);
+  EXPECT_EQ(answers[1].add_to_value().result().int64_value(), 8);
+  EXPECT_GT(answers[1].add_to_value().version(), answers[0].set_value().entry().version());
+  EXPECT_EQ(answers[2].get_value().entry().data().int64_value(), 8);
+  EXPECT_TRUE(answers[3].compare_and_swap_value().swapped());
+  EXPECT_FALSE(answers[4].compare_and_swap_value().swapped());
+  EXPECT_EQ(answers[4].compare_and_swap_value().current().data().int64_value(), 80);
+  EXPECT_GT(answers[5].delete_value().version(), 0);
+  EXPECT_EQ(answers[6].status().code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_EQ(services::ReasonOf(StatusOf(answers[6])), "VALUE_NOT_FOUND");
+  EXPECT_EQ(answers[6].result_case(), v1::ValueStreamResponse::RESULT_NOT_SET);
+}
+
+TEST_F(ValueServiceTest, ValueStreamAnswersBadOperationsAndGoesOn) {
+  ASSERT_TRUE(SetInt(name_, 1).ok());
+  v1::SetValueRequest text;
+  text.set_name(name_ + "-text");
+  text.mutable_data()->set_string_value("text");
+  v1::SetValueResponse set_response;
+  ASSERT_TRUE(stub_->SetValue(Context().get(), text, &set_response).ok());
+
+  auto context = Context();
+  std::unique_ptr<ValueStream> stream = stub_->ValueStream(context.get());
+  v1::ValueStreamRequest empty;
+  empty.set_call_id(1);  // no operation
+  ASSERT_TRUE(stream->Write(empty));
+  ASSERT_TRUE(stream->Write(StreamAdd(2, "../etc", 1)));
+  ASSERT_TRUE(stream->Write(StreamAdd(3, name_ + "-text", 1)));  // Add on a string
+  v1::ValueStreamRequest stale;
+  stale.set_call_id(4);
+  stale.mutable_set_value()->set_name(name_);
+  stale.mutable_set_value()->mutable_data()->set_int64_value(9);
+  stale.mutable_set_value()->set_only_if_version(set_response.entry().version() + 1000);
+  ASSERT_TRUE(stream->Write(stale));
+  v1::ValueStreamRequest negative_ttl = StreamAdd(5, name_, 1);
+  negative_ttl.mutable_add_to_value()->set_ttl_ms(-1);
+  ASSERT_TRUE(stream->Write(negative_ttl));
+  v1::ValueStreamRequest no_delta;
+  no_delta.set_call_id(6);
+  no_delta.mutable_add_to_value()->set_name(name_);
+  ASSERT_TRUE(stream->Write(no_delta));
+  ASSERT_TRUE(stream->Write(StreamAdd(7, name_, 1)));  // still served
+  ASSERT_TRUE(stream->WritesDone());
+
+  std::vector<v1::ValueStreamResponse> answers;
+  v1::ValueStreamResponse response;
+  while (stream->Read(&response)) {
+    answers.push_back(response);
+  }
+  ASSERT_TRUE(stream->Finish().ok()) << "a failed operation does not end the stream";
+  ASSERT_THAT(answers, SizeIs(7));
+  auto code = [&](int i) { return static_cast<grpc::StatusCode>(answers[i].status().code()); };
+  auto reason = [&](int i) { return services::ReasonOf(StatusOf(answers[i])); };
+  EXPECT_EQ(code(0), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(reason(0), "MISSING_OPERATION");
+  EXPECT_THAT(answers[0].status().message(), HasSubstr("call 1"));
+  EXPECT_EQ(code(1), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(reason(1), "INVALID_NAME");
+  EXPECT_EQ(code(2), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(reason(2), "TYPE_MISMATCH");
+  EXPECT_EQ(code(3), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(reason(3), "VERSION_MISMATCH");
+  EXPECT_EQ(code(4), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(answers[4].status().message(), HasSubstr("ttl_ms -1"));
+  EXPECT_EQ(code(5), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(reason(5), "MISSING_DELTA");
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(answers[i].result_case(), v1::ValueStreamResponse::RESULT_NOT_SET) << i;
+  }
+  EXPECT_EQ(code(6), grpc::StatusCode::OK);
+  EXPECT_EQ(answers[6].add_to_value().result().int64_value(), 2)
+      << "only the good add applied: the bad ones changed nothing";
+}
+
+TEST_F(ValueServiceTest, ValueStreamAddsFromSixteenClientsSumExactly) {
+  constexpr int kClients = 16, kAdds = 500;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&] {
+      auto stub = v1::ValueService::NewStub(OwnChannel(server_->listen_address()));
+      auto context = Context();
+      std::unique_ptr<ValueStream> stream = stub->ValueStream(context.get());
+      v1::ValueStreamResponse response;
+      for (int i = 0; i < kAdds; ++i) {  // one in flight, as a client that needs each result
+        if (!stream->Write(StreamAdd(i, name_, 1)) || !stream->Read(&response) ||
+            response.status().code() != 0 || response.call_id() != static_cast<uint64_t>(i)) {
+          failures.fetch_add(1);
+          break;
+        }
+      }
+      stream->WritesDone();
+      if (stream->Read(&response) || !stream->Finish().ok()) {
+        failures.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  v1::GetValueRequest get;
+  get.set_name(name_);
+  v1::GetValueResponse got;
+  ASSERT_TRUE(stub_->GetValue(Context().get(), get, &got).ok());
+  EXPECT_EQ(got.entry().data().int64_value(), kClients * kAdds);
+}
+
+TEST_F(ValueServiceTest, ValueStreamClientThatSendsWithoutReadingLosesNothing) {
+  // 20,000 adds sent before a single answer is read: far more than the server holds for a
+  // client that does not read, so the writer is held back by flow control until the reads start.
+  constexpr int kAdds = 20'000;
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  std::unique_ptr<ValueStream> stream = stub_->ValueStream(context.get());
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int i = 1; i <= kAdds && stream->Write(StreamAdd(i, name_, 1)); ++i) {
+      written.fetch_add(1);
+    }
+    stream->WritesDone();
+  });
+  int answered = 0;
+  bool in_order = true;
+  v1::ValueStreamResponse response;
+  while (stream->Read(&response)) {
+    ++answered;
+    in_order = in_order && response.call_id() == static_cast<uint64_t>(answered) &&
+               response.add_to_value().result().int64_value() == answered;
+  }
+  writer.join();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(written.load(), kAdds);
+  EXPECT_EQ(answered, kAdds);
+  EXPECT_TRUE(in_order) << "each answer is its own add's result, in request order";
+}
+
+TEST_F(ValueServiceTest, ValueStreamCancelledMidwayLeavesEveryAnsweredAddApplied) {
+  auto context = Context();
+  std::unique_ptr<ValueStream> stream = stub_->ValueStream(context.get());
+  for (int i = 1; i <= 100; ++i) {
+    ASSERT_TRUE(stream->Write(StreamAdd(i, name_, 1)));
+  }
+  v1::ValueStreamResponse response;
+  for (int i = 1; i <= 10; ++i) {
+    ASSERT_TRUE(stream->Read(&response));
+    ASSERT_EQ(response.call_id(), static_cast<uint64_t>(i));
+  }
+  context->TryCancel();
+  while (stream->Read(&response)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  v1::GetValueRequest get;
+  get.set_name(name_);
+  v1::GetValueResponse got;
+  ASSERT_TRUE(stub_->GetValue(Context().get(), get, &got).ok());
+  EXPECT_GE(got.entry().data().int64_value(), 10) << "every answered add stays applied";
+  EXPECT_LE(got.entry().data().int64_value(), 100) << "nothing is applied twice";
+
+  // The server still serves streams.
+  auto again_context = Context();
+  std::unique_ptr<ValueStream> again = stub_->ValueStream(again_context.get());
+  v1::ValueStreamRequest read;
+  read.set_call_id(1);
+  read.mutable_get_value()->set_name(name_);
+  ASSERT_TRUE(again->Write(read));
+  ASSERT_TRUE(again->Read(&response));
+  EXPECT_EQ(response.get_value().entry().data().int64_value(), got.entry().data().int64_value());
+  again->WritesDone();
+  EXPECT_FALSE(again->Read(&response));
+  EXPECT_TRUE(again->Finish().ok());
+}
+
 TEST_F(ValueServiceTest, MetricsCountValuesAndOps) {
   ASSERT_TRUE(SetInt(name_, 1).ok());
   auto body = testing::HttpGet(server_->metrics_address(), "/metrics");
