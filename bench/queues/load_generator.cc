@@ -7,7 +7,9 @@
 //
 // Spindle modes: pair-unary (PutItems then GetItems of one item on the client's own queue),
 // pair-stream (a Produce and a Consume stream per client; an item put, then received), add
-// (AddToValue +1 on one shared counter), echo (ServerService.GetLimits, the bare gRPC cost).
+// (AddToValue +1 on one shared counter), add-stream (the same add as messages on one ValueStream
+// per client, one in flight, as a client that waits for each result), echo
+// (ServerService.GetLimits, the bare gRPC cost).
 // Redis modes: lpush-rpop, lpush-brpop (LPUSH then RPOP / BRPOP on the client's own list), incr
 // (INCR on one shared key).
 //
@@ -215,6 +217,80 @@ class UnaryClient {
   spindle::v1::AddToValueResponse add_response_;
   spindle::v1::GetLimitsRequest limits_;
   spindle::v1::GetLimitsResponse limits_response_;
+};
+
+// ---- Spindle add-stream: AddToValue +1 on the shared counter over one ValueStream per client,
+// one add in flight (each answer read before the next add is sent, as INCR does) ----
+
+class AddStreamClient final : public grpc::ClientBidiReactor<spindle::v1::ValueStreamRequest,
+                                                             spindle::v1::ValueStreamResponse> {
+ public:
+  AddStreamClient(const Options& options, int index, Recorder& recorder, Latch& latch)
+      : index_(index),
+        recorder_(recorder),
+        latch_(latch),
+        channel_(Channel(options.address, index)),
+        stub_(spindle::v1::ValueService::NewStub(channel_)) {
+    request_.mutable_add_to_value()->set_name("bench/counter");
+    request_.mutable_add_to_value()->set_int64_delta(1);
+    context_.set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::seconds(static_cast<int>(options.warmup_s + options.duration_s) + 30));
+  }
+
+  void Start() {
+    stub_->async()->ValueStream(&context_, this);
+    Next();
+    StartCall();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (ok) StartRead(&response_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended
+    if (response_.status().code() != 0) {
+      std::fprintf(stderr, "client %d: %s\n", index_, response_.status().message().c_str());
+      End();
+      return;
+    }
+    recorder_.Record(began_, Clock::now());
+    Next();
+  }
+
+  void OnDone(const grpc::Status& s) override {
+    if (!s.ok()) std::fprintf(stderr, "client %d: %s\n", index_, s.error_message().c_str());
+    latch_.Done();
+  }
+
+ private:
+  // Sends the next add, or half-closes once the window is over. No read is outstanding here.
+  void Next() {
+    if (!recorder_.Running()) {
+      End();
+      return;
+    }
+    began_ = Clock::now();
+    request_.set_call_id(++sent_);
+    StartWrite(&request_);
+  }
+
+  void End() {
+    StartWritesDone();
+    StartRead(&response_);  // completes (not ok) when the server ends the stream
+  }
+
+  const int index_;
+  Recorder& recorder_;
+  Latch& latch_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<spindle::v1::ValueService::Stub> stub_;
+  grpc::ClientContext context_;
+  spindle::v1::ValueStreamRequest request_;
+  spindle::v1::ValueStreamResponse response_;
+  Clock::time_point began_;
+  uint64_t sent_ = 0;
 };
 
 // ---- Spindle streaming clients: Produce + Consume on the client's own queue ----
@@ -539,6 +615,17 @@ int main(int argc, char** argv) {
     }
     std::this_thread::sleep_until(recorder.end());
     for (auto& c : clients) c->Stop();
+    if (!latch.Wait(bound)) {
+      std::fprintf(stderr, "streams did not end in time\n");
+      return 1;
+    }
+  } else if (options.mode == "add-stream") {
+    Latch latch(options.clients);
+    std::vector<std::unique_ptr<AddStreamClient>> clients;
+    for (int i = 0; i < options.clients; ++i) {
+      clients.push_back(std::make_unique<AddStreamClient>(options, i, recorder, latch));
+    }
+    for (auto& c : clients) c->Start();
     if (!latch.Wait(bound)) {
       std::fprintf(stderr, "streams did not end in time\n");
       return 1;
