@@ -1103,12 +1103,14 @@ class ProcessTable::Impl : public std::enable_shared_from_this<ProcessTable::Imp
     // no longer found under it.
     std::vector<pid_t> others = TreeOthersLocked(rec);
     int delivered = 0;
+    // The root first: signalled after its children, a root waiting on them could see them die and
+    // exit on its own before its signal arrives, and the run would not end by that signal.
+    if (rec.pidfd.valid() && PidfdSignal(rec.pidfd.get(), signal) == 0) delivered++;
+    if (rec.pid > 0) ::kill(-rec.pid, signal);
     if (signal == SIGKILL && !rec.cgroup.empty()) {
       delivered += KillCgroup(rec.cgroup);  // Atomic against forks; the root is a member too.
     }
     delivered += SignalAll(others, signal);
-    if (rec.pid > 0) ::kill(-rec.pid, signal);
-    if (rec.pidfd.valid() && PidfdSignal(rec.pidfd.get(), signal) == 0) delivered++;
     return delivered;
   }
 
