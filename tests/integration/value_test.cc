@@ -63,6 +63,16 @@ class ValueServiceTest : public ::testing::Test {
     return stub_->SetValue(Context().get(), request, out != nullptr ? out : &response);
   }
 
+  // The value's entry; a failed read fails the test and returns an empty entry.
+  v1::ValueEntry MustGet(const std::string& name) {
+    v1::GetValueRequest request;
+    request.set_name(name);
+    v1::GetValueResponse response;
+    grpc::Status status = stub_->GetValue(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << name << ": " << status.error_message();
+    return response.entry();
+  }
+
   static services::SpindleServer* server_;
   std::unique_ptr<v1::ValueService::Stub> stub_;
   std::string name_;
@@ -94,12 +104,9 @@ TEST_F(ValueServiceTest, ConcurrentAddsFromSixteenClientsSumExactly) {
     t.join();
   }
   EXPECT_EQ(failures.load(), 0);
-  v1::GetValueRequest get;
-  get.set_name(name_);
-  v1::GetValueResponse value;
-  ASSERT_TRUE(stub_->GetValue(Context().get(), get, &value).ok());
-  EXPECT_EQ(value.entry().data().int64_value(), kClients * kAdds);
-  EXPECT_EQ(value.entry().type(), v1::VALUE_TYPE_INT64);
+  v1::ValueEntry entry = MustGet(name_);
+  EXPECT_EQ(entry.data().int64_value(), kClients * kAdds);
+  EXPECT_EQ(entry.type(), v1::VALUE_TYPE_INT64);
 }
 
 TEST_F(ValueServiceTest, StaleVersionWriteIsAbortedAndCasReportsTheConflict) {
@@ -611,11 +618,7 @@ TEST_F(ValueServiceTest, ValueStreamAddsFromSixteenClientsSumExactly) {
     t.join();
   }
   EXPECT_EQ(failures.load(), 0);
-  v1::GetValueRequest get;
-  get.set_name(name_);
-  v1::GetValueResponse got;
-  ASSERT_TRUE(stub_->GetValue(Context().get(), get, &got).ok());
-  EXPECT_EQ(got.entry().data().int64_value(), kClients * kAdds);
+  EXPECT_EQ(MustGet(name_).data().int64_value(), kClients * kAdds);
 }
 
 TEST_F(ValueServiceTest, ValueStreamClientThatSendsWithoutReadingLosesNothing) {
@@ -663,12 +666,9 @@ TEST_F(ValueServiceTest, ValueStreamCancelledMidwayLeavesEveryAnsweredAddApplied
   }
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
 
-  v1::GetValueRequest get;
-  get.set_name(name_);
-  v1::GetValueResponse got;
-  ASSERT_TRUE(stub_->GetValue(Context().get(), get, &got).ok());
-  EXPECT_GE(got.entry().data().int64_value(), 10) << "every answered add stays applied";
-  EXPECT_LE(got.entry().data().int64_value(), 100) << "nothing is applied twice";
+  const int64_t applied = MustGet(name_).data().int64_value();
+  EXPECT_GE(applied, 10) << "every answered add stays applied";
+  EXPECT_LE(applied, 100) << "nothing is applied twice";
 
   // The server still serves streams.
   auto again_context = Context();
@@ -678,7 +678,7 @@ TEST_F(ValueServiceTest, ValueStreamCancelledMidwayLeavesEveryAnsweredAddApplied
   read.mutable_get_value()->set_name(name_);
   ASSERT_TRUE(again->Write(read));
   ASSERT_TRUE(again->Read(&response));
-  EXPECT_EQ(response.get_value().entry().data().int64_value(), got.entry().data().int64_value());
+  EXPECT_EQ(response.get_value().entry().data().int64_value(), applied);
   again->WritesDone();
   EXPECT_FALSE(again->Read(&response));
   EXPECT_TRUE(again->Finish().ok());
