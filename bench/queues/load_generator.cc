@@ -563,6 +563,23 @@ void RedisClient(const Options& options, int index, Recorder& recorder) {
   }
 }
 
+// Starts options.clients clients of type C (each ends itself when the window is over) and waits
+// for them all; false, with a message, when they do not end within `bound`.
+template <typename C>
+bool RunClients(const Options& options, Recorder& recorder, std::chrono::seconds bound) {
+  Latch latch(options.clients);
+  std::vector<std::unique_ptr<C>> clients;
+  for (int i = 0; i < options.clients; ++i) {
+    clients.push_back(std::make_unique<C>(options, i, recorder, latch));
+  }
+  for (auto& c : clients) c->Start();
+  if (!latch.Wait(bound)) {
+    std::fprintf(stderr, "clients did not end in time\n");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -620,27 +637,9 @@ int main(int argc, char** argv) {
       return 1;
     }
   } else if (options.mode == "add-stream") {
-    Latch latch(options.clients);
-    std::vector<std::unique_ptr<AddStreamClient>> clients;
-    for (int i = 0; i < options.clients; ++i) {
-      clients.push_back(std::make_unique<AddStreamClient>(options, i, recorder, latch));
-    }
-    for (auto& c : clients) c->Start();
-    if (!latch.Wait(bound)) {
-      std::fprintf(stderr, "streams did not end in time\n");
-      return 1;
-    }
+    if (!RunClients<AddStreamClient>(options, recorder, bound)) return 1;
   } else {
-    Latch latch(options.clients);
-    std::vector<std::unique_ptr<UnaryClient>> clients;
-    for (int i = 0; i < options.clients; ++i) {
-      clients.push_back(std::make_unique<UnaryClient>(options, i, recorder, latch));
-    }
-    for (auto& c : clients) c->Start();
-    if (!latch.Wait(bound)) {
-      std::fprintf(stderr, "clients did not finish in time\n");
-      return 1;
-    }
+    if (!RunClients<UnaryClient>(options, recorder, bound)) return 1;
   }
   recorder.Print(options);
   return 0;
